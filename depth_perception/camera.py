@@ -1,0 +1,83 @@
+"""Pinhole camera intrinsics shared by the renderer, the predictor and the point-cloud builder.
+
+Imports no rclpy: the node converts sensor_msgs/CameraInfo to and from this class.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """Rectified pinhole intrinsics for an image of ``width`` x ``height`` pixels.
+
+    Follows REP 103 / the ROS CameraInfo convention: the optical frame has x right, y down,
+    z forward, and a pixel centre (u, v) sees the ray ((u - cx) / fx, (v - cy) / fy, 1).
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        values = (self.fx, self.fy, self.cx, self.cy)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"intrinsics must be finite, got fx, fy, cx, cy = {values}")
+        if self.fx <= 0 or self.fy <= 0:
+            raise ValueError(f"focal lengths must be positive, got fx={self.fx}, fy={self.fy}")
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
+
+    @classmethod
+    def from_hfov(cls, width: int, height: int, hfov_deg: float) -> CameraIntrinsics:
+        """Square-pixel intrinsics with the principal point at the image centre."""
+        if not 0.0 < hfov_deg < 180.0:
+            raise ValueError(f"horizontal field of view must be in (0, 180) deg, got {hfov_deg}")
+        fx = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+        return cls(fx, fx, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
+
+    @classmethod
+    def from_matrix(cls, k: np.ndarray | list[float], width: int, height: int) -> CameraIntrinsics:
+        """From a 3x3 K (or a 3x4 P, or either flattened row-major)."""
+        m = np.asarray(k, dtype=np.float64).reshape(3, -1)
+        return cls(float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2]), width, height)
+
+    def scaled(self, width: int, height: int) -> CameraIntrinsics:
+        """Intrinsics of the same camera after resizing the image to ``width`` x ``height``.
+
+        Uses the pixel-centre convention of cv2.resize / align_corners=False, so a pixel of the
+        resized image sees the same ray as the corresponding area of the original.
+        """
+        sx = width / self.width
+        sy = height / self.height
+        return CameraIntrinsics(
+            fx=self.fx * sx,
+            fy=self.fy * sy,
+            cx=(self.cx + 0.5) * sx - 0.5,
+            cy=(self.cy + 0.5) * sy - 0.5,
+            width=width,
+            height=height,
+        )
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The 3x3 camera matrix K."""
+        return np.array(
+            [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]], dtype=np.float64
+        )
+
+    @property
+    def projection(self) -> np.ndarray:
+        """The 3x4 projection matrix P of a monocular rectified camera (Tx = Ty = 0)."""
+        return np.hstack([self.matrix, np.zeros((3, 1))])
+
+    @property
+    def hfov_deg(self) -> float:
+        return math.degrees(2.0 * math.atan((self.width / 2.0) / self.fx))
