@@ -1,0 +1,33 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11+, no ROS install needed):
+#   make demo   creates .venv if needed and runs the demo
+#   make test   creates .venv if needed and runs linters and the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Tests isolate their ROS traffic and logs; see test/conftest.py.
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): .ci/requirements.txt setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r .ci/requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/depth-perception demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build install log demo_output *.egg-info

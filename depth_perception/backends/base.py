@@ -1,0 +1,39 @@
+"""The interface every inference backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class BackendError(RuntimeError):
+    """A backend failed to start or to run a batch."""
+
+
+class BackendUnavailableError(BackendError):
+    """A backend cannot run on this machine (library or device missing)."""
+
+
+class InferenceBackend(ABC):
+    """Runs one model on batches of fixed spatial size.
+
+    Attributes:
+        name: backend name as chosen by the ``backend`` parameter.
+        device: where it runs, e.g. ``cpu`` or ``cuda:0``.
+        output_names: keys of the dict ``infer`` returns.
+    """
+
+    name: str = ""
+    device: str = "cpu"
+    output_names: tuple[str, ...] = ()
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the model on a (B, 3, H, W) float32 batch; returns float32 numpy arrays."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends free on GC
+        """Free the backend's resources."""
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device}"

@@ -1,0 +1,156 @@
+"""Typed configuration of the perception pipeline, shared by the node, the demo and the tools.
+
+Every setting is declared once in ``PARAMETERS`` (default, description, range or choices) and
+mirrored by ``PerceptionConfig``. The node turns the specs into ROS parameter descriptors and
+validates with ``validate_value``; YAML files load through ``load_config`` with ``safe_load``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One setting: its default, what it means, and which values are allowed."""
+
+    name: str
+    default: Any
+    description: str
+    min_value: float | None = None
+    max_value: float | None = None
+    choices: tuple[str, ...] = ()
+    pattern: re.Pattern[str] | None = None
+    # Parameters that only a reconfigure cycle (cleanup + configure) applies: they decide
+    # which model is loaded and how.
+    needs_reconfigure: bool = False
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("model", "lightweight", "Registered model name (depth-perception models lists them)",
+              needs_reconfigure=True),
+    ParamSpec("weights", "", "Checkpoint (.safetensors with its .json); empty = bundled default",
+              needs_reconfigure=True),
+    ParamSpec("backend", "auto", "Inference backend; auto picks the best available",
+              choices=BACKENDS, needs_reconfigure=True),
+    ParamSpec("device", "auto", "Device: auto, cpu, cuda or cuda:N",
+              pattern=_DEVICE_PATTERN, needs_reconfigure=True),
+    ParamSpec("num_threads", 0, "CPU threads for inference; 0 = all cores",
+              min_value=0, max_value=256, needs_reconfigure=True),
+    ParamSpec("input_width", 0, "Network input width in pixels; 0 = the checkpoint's",
+              min_value=0, max_value=4096, needs_reconfigure=True),
+    ParamSpec("input_height", 0, "Network input height in pixels; 0 = the checkpoint's",
+              min_value=0, max_value=4096, needs_reconfigure=True),
+    ParamSpec("min_depth", 0.0, "Depth below this is published as NaN (m); 0 = checkpoint's",
+              min_value=0.0, max_value=1000.0),
+    ParamSpec("max_depth", 0.0, "Depth above this is published as NaN (m); 0 = checkpoint's",
+              min_value=0.0, max_value=1000.0),
+    ParamSpec("depth_scale", 1.0,
+              "Factor applied to the network's depth; turns relative models into metres",
+              min_value=1e-6, max_value=1e6),
+    ParamSpec("publish_depth", True, "Publish depth/image and depth/camera_info"),
+    ParamSpec("publish_points", True, "Publish the organized point cloud on points"),
+    ParamSpec("publish_segmentation", True,
+              "Publish segmentation/mask and segmentation/color (multi-task models)"),
+    ParamSpec("points_stride", 1, "Use every n-th pixel in both directions for the cloud",
+              min_value=1, max_value=16),
+    ParamSpec("points_color", True, "Add a packed rgb field to the cloud"),
+    ParamSpec("points_label", True, "Add a uint8 label field to the cloud (multi-task models)"),
+    ParamSpec("overlay_alpha", 0.5, "Weight of the class colours in segmentation/color",
+              min_value=0.0, max_value=1.0),
+    ParamSpec("max_rate_hz", 0.0, "Process at most this many frames per second; 0 = no limit",
+              min_value=0.0, max_value=1000.0),
+    ParamSpec("fallback_hfov_deg", 70.0,
+              "Horizontal field of view assumed while no camera_info has arrived",
+              min_value=1.0, max_value=179.0),
+    ParamSpec("diagnostics_period_s", 1.0, "Seconds between /diagnostics messages",
+              min_value=0.1, max_value=60.0),
+)
+
+PARAMETERS_BY_NAME: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class PerceptionConfig:
+    """The validated settings of one mono_depth pipeline (see ``PARAMETERS`` for meanings)."""
+
+    model: str = "lightweight"
+    weights: str = ""
+    backend: str = "auto"
+    device: str = "auto"
+    num_threads: int = 0
+    input_width: int = 0
+    input_height: int = 0
+    min_depth: float = 0.0
+    max_depth: float = 0.0
+    depth_scale: float = 1.0
+    publish_depth: bool = True
+    publish_points: bool = True
+    publish_segmentation: bool = True
+    points_stride: int = 1
+    points_color: bool = True
+    points_label: bool = True
+    overlay_alpha: float = 0.5
+    max_rate_hz: float = 0.0
+    fallback_hfov_deg: float = 70.0
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            validate_value(field.name, getattr(self, field.name))
+        if self.max_depth and self.min_depth >= self.max_depth:
+            raise ValueError(
+                f"min_depth ({self.min_depth}) must be below max_depth ({self.max_depth})"
+            )
+        if (self.input_width == 0) != (self.input_height == 0):
+            raise ValueError("set both input_width and input_height, or neither (0 = checkpoint)")
+
+    def replace(self, **changes: Any) -> PerceptionConfig:
+        """A copy with ``changes`` applied and validated."""
+        return dataclasses.replace(self, **changes)
+
+
+def validate_value(name: str, value: Any) -> None:
+    """Raise ValueError with the reason when ``value`` is not allowed for parameter ``name``."""
+    spec = PARAMETERS_BY_NAME.get(name)
+    if spec is None:
+        raise ValueError(f"unknown parameter '{name}'; known: {', '.join(PARAMETERS_BY_NAME)}")
+    expected = type(spec.default)
+    # bool is an int subclass: keep them apart so "publish_points: 1" is caught.
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        raise ValueError(f"{name} must be {expected.__name__}, got {type(value).__name__}")
+    if spec.choices and value not in spec.choices:
+        raise ValueError(f"{name} must be one of {', '.join(spec.choices)}, got '{value}'")
+    if spec.pattern is not None and not spec.pattern.match(value):
+        raise ValueError(f"{name} '{value}' is not valid: {spec.description}")
+    if spec.min_value is not None and value < spec.min_value:
+        raise ValueError(f"{name} must be >= {spec.min_value}, got {value}")
+    if spec.max_value is not None and value > spec.max_value:
+        raise ValueError(f"{name} must be <= {spec.max_value}, got {value}")
+
+
+def load_config(path: str | Path, node_name: str = "mono_depth") -> PerceptionConfig:
+    """Read a ROS 2 params file (``<node>: ros__parameters: {...}``) or a flat YAML mapping."""
+    with open(path, encoding="utf-8") as stream:
+        document = yaml.safe_load(stream) or {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    section = document.get(node_name, document.get("/**", document))
+    if isinstance(section, dict) and "ros__parameters" in section:
+        section = section["ros__parameters"]
+    values = {k: v for k, v in section.items() if k in PARAMETERS_BY_NAME}
+    unknown = sorted(set(section) - set(PARAMETERS_BY_NAME) - {"use_sim_time", "autostart"})
+    if unknown:
+        raise ValueError(f"{path}: unknown parameters {', '.join(unknown)}")
+    return PerceptionConfig(**values)

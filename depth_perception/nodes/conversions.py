@@ -1,0 +1,103 @@
+"""Conversions between ROS 2 messages and the core's numpy arrays (no cv_bridge needed).
+
+Buffers are filled with ``array.array('B')`` + ``frombytes``: assigning an ndarray or a
+memoryview to ``msg.data`` goes through rosidl's per-element checks and is ~1000x slower.
+"""
+
+from __future__ import annotations
+
+import array
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+from depth_perception.camera import CameraIntrinsics
+from depth_perception.image_encoding import decode_to_rgb, encoding_for_array
+from depth_perception.pointcloud import CloudData
+
+
+def fast_bytes(buffer: np.ndarray) -> array.array:
+    """A uint8 ``array.array`` holding ``buffer``'s bytes, the fast type for ``msg.data``."""
+    data = array.array("B")
+    data.frombytes(memoryview(np.ascontiguousarray(buffer)).cast("B"))
+    return data
+
+
+def image_msg_to_rgb(msg: Image) -> np.ndarray:
+    """Decode a sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) into HxWx3 RGB uint8."""
+    return decode_to_rgb(msg.data, msg.width, msg.height, msg.step, msg.encoding)
+
+
+def array_to_image_msg(array_: np.ndarray, header: Header, encoding: str | None = None) -> Image:
+    """An Image message for a 2-D float32/uint16/uint8 or HxWx3 uint8 array."""
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = array_.shape[:2]
+    msg.encoding = encoding or encoding_for_array(array_)
+    msg.is_bigendian = 0
+    msg.step = int(array_.strides[0]) if array_.flags.c_contiguous else msg.width * array_.itemsize
+    msg.data = fast_bytes(array_)
+    return msg
+
+
+def image_msg_to_array(msg: Image) -> np.ndarray:
+    """The pixels of a 32FC1, 16UC1, mono8 or rgb8 message as a numpy view (no row padding)."""
+    dtypes = {"32FC1": (np.float32, 1), "16UC1": (np.uint16, 1), "mono8": (np.uint8, 1),
+              "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3)}
+    if msg.encoding not in dtypes:
+        raise ValueError(f"cannot read encoding '{msg.encoding}'")
+    dtype, channels = dtypes[msg.encoding]
+    raw = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
+    row = msg.width * channels * np.dtype(dtype).itemsize
+    pixels = np.ascontiguousarray(raw[:, :row]).view(dtype)
+    return pixels.reshape(msg.height, msg.width, channels) if channels > 1 else pixels
+
+
+def intrinsics_from_camera_info(msg: CameraInfo) -> CameraIntrinsics:
+    """Intrinsics from the rectified projection matrix P (depth_image_proc's choice), or K.
+
+    Raises:
+        ValueError: zero size or a P and K that are both zero or not finite.
+    """
+    if msg.width == 0 or msg.height == 0:
+        raise ValueError(f"camera_info has an empty size {msg.width}x{msg.height}")
+    for matrix in (msg.p, msg.k):
+        values = np.asarray(matrix, dtype=np.float64)
+        if values.size and np.all(np.isfinite(values)) and values[0] > 0:
+            return CameraIntrinsics.from_matrix(values, msg.width, msg.height)
+    raise ValueError("camera_info has neither a valid P nor a valid K (zero or non-finite)")
+
+
+def camera_info_msg(
+    intrinsics: CameraIntrinsics, header: Header, source: CameraInfo | None = None
+) -> CameraInfo:
+    """A CameraInfo for ``intrinsics``; distortion model and D copied from ``source`` if given."""
+    msg = CameraInfo()
+    msg.header = header
+    msg.width = intrinsics.width
+    msg.height = intrinsics.height
+    msg.distortion_model = source.distortion_model if source is not None else "plumb_bob"
+    msg.d = list(source.d) if source is not None else [0.0] * 5
+    msg.k = intrinsics.matrix.reshape(-1).tolist()
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = intrinsics.projection.reshape(-1).tolist()
+    return msg
+
+
+def cloud_msg(cloud: CloudData, header: Header) -> PointCloud2:
+    """An organized PointCloud2 from the core's cloud buffer."""
+    msg = PointCloud2()
+    msg.header = header
+    msg.height = cloud.height
+    msg.width = cloud.width
+    msg.fields = [
+        PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+        for f in cloud.fields
+    ]
+    msg.is_bigendian = False
+    msg.point_step = cloud.point_step
+    msg.row_step = cloud.row_step
+    msg.is_dense = cloud.is_dense
+    msg.data = fast_bytes(cloud.data)
+    return msg

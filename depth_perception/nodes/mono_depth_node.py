@@ -1,0 +1,412 @@
+"""mono_depth: camera image in; metric depth, camera_info, organized cloud and labels out.
+
+A managed (lifecycle) node that autostarts by default. The subscription callback only stores
+the newest frame; a worker thread processes it, so a slow model drops old frames (counted)
+instead of queueing latency. Every output carries the input image's header.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from depth_perception.camera import CameraIntrinsics
+from depth_perception.config import PARAMETERS, PARAMETERS_BY_NAME, PerceptionConfig
+from depth_perception.image_encoding import ImageFormatError
+from depth_perception.nodes.conversions import (
+    array_to_image_msg,
+    camera_info_msg,
+    cloud_msg,
+    image_msg_to_rgb,
+    intrinsics_from_camera_info,
+)
+from depth_perception.nodes.parameters import declare_parameters, validate_parameters
+from depth_perception.pipeline_stats import PipelineStats
+from depth_perception.pointcloud import OrganizedCloudBuilder
+from depth_perception.runtime import LoadedPipeline, load_pipeline
+from depth_perception.visualize import colorize_labels, overlay
+
+# Outputs: reliable so RViz (reliable by default) and Nav2 see them; depth 2 keeps a slow
+# subscriber from blocking us for more than one frame. Overridable via qos_overrides.
+OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class _Frame:
+    image: Image
+    camera_info: CameraInfo | None
+    received: float
+
+
+class LatestFrameSlot:
+    """Holds only the newest frame; overwriting an unprocessed one counts a drop."""
+
+    def __init__(self) -> None:
+        self._frame: _Frame | None = None
+        self._condition = threading.Condition()
+        self.dropped = 0
+
+    def put(self, frame: _Frame) -> None:
+        with self._condition:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self._condition.notify()
+
+    def take(self, timeout: float) -> _Frame | None:
+        with self._condition:
+            if self._frame is None:
+                self._condition.wait(timeout)
+            frame, self._frame = self._frame, None
+            return frame
+
+    def clear(self) -> None:
+        with self._condition:
+            self._frame = None
+            self._condition.notify_all()
+
+
+class MonoDepthNode(LifecycleNode):
+    """Lifecycle node running a monocular depth (+ segmentation) model on a camera stream."""
+
+    def __init__(self, node_name: str = "mono_depth", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        declare_parameters(self, PARAMETERS)
+        self.declare_parameter("autostart", True)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.config = PerceptionConfig()
+        self.pipeline: LoadedPipeline | None = None
+        self.stats = PipelineStats()
+        self._slot = LatestFrameSlot()
+        self._camera_info: CameraInfo | None = None
+        self._cloud_builder: OrganizedCloudBuilder | None = None
+        self._cloud_key: tuple | None = None
+        self._worker: threading.Thread | None = None
+        self._running = threading.Event()
+        self._inputs: list = []
+        self._outputs: dict[str, object] = {}
+        self._last_processed = 0.0
+        self._diagnostics_timer = None
+        self._warned: set[str] = set()
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    # ----- lifecycle -----
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.config = self._read_config()
+            self.pipeline = load_pipeline(self.config)
+        except Exception as error:  # any reason not to run is reported, never raised
+            self.get_logger().error(f"configure failed: {error}")
+            self.stats.last_error = f"configure failed: {error}"
+            self._publish_diagnostics()
+            return TransitionCallbackReturn.FAILURE
+        for line in self.pipeline.notes:
+            self.get_logger().info(line)
+        for line in self.pipeline.warnings:
+            self.get_logger().warning(line)
+        qos_options = QoSOverridingOptions.with_default_policies()
+        outputs = {
+            "depth": (Image, "depth/image"),
+            "depth_info": (CameraInfo, "depth/camera_info"),
+            "points": (PointCloud2, "points"),
+            "mask": (Image, "segmentation/mask"),
+            "color": (Image, "segmentation/color"),
+        }
+        for key, (message_type, topic) in outputs.items():
+            self._outputs[key] = self.create_lifecycle_publisher(
+                message_type, topic, OUTPUT_QOS, qos_overriding_options=qos_options
+            )
+        self._diagnostics_timer = self.create_timer(
+            self.config.diagnostics_period_s, self._publish_diagnostics
+        )
+        self.stats.reset()
+        self.get_logger().info(f"configured: {self.pipeline.summary()}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        qos_options = QoSOverridingOptions.with_default_policies()
+        self._inputs = [
+            self.create_subscription(
+                Image, "image", self._on_image, qos_profile_sensor_data,
+                qos_overriding_options=qos_options,
+            ),
+            self.create_subscription(
+                CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
+                qos_overriding_options=qos_options,
+            ),
+        ]
+        self._running.set()
+        self._worker = threading.Thread(target=self._work, name="mono_depth_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info("active: waiting for images on " + self.resolve_topic_name("image"))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        for publisher in self._outputs.values():
+            self.destroy_lifecycle_publisher(publisher)
+        self._outputs = {}
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
+        self._cloud_builder = None
+        self._cloud_key = None
+
+    def _stop_worker(self) -> None:
+        self._running.clear()
+        self._slot.clear()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+            self._worker = None
+
+    # ----- parameters -----
+    def _read_config(self) -> PerceptionConfig:
+        values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+        return PerceptionConfig(**values)
+
+    def _on_set_parameters(self, parameters: list[Parameter]):
+        result = validate_parameters(parameters)
+        if not result.successful:
+            return result
+        changes = {p.name: p.value for p in parameters if p.name in PARAMETERS_BY_NAME}
+        live = {k: v for k, v in changes.items() if not PARAMETERS_BY_NAME[k].needs_reconfigure}
+        try:
+            candidate = self.config.replace(**live)
+            if self.pipeline is not None and {"min_depth", "max_depth", "depth_scale"} & set(live):
+                self.pipeline.predictor.set_depth_limits(
+                    candidate.min_depth, candidate.max_depth, candidate.depth_scale
+                )
+        except ValueError as error:
+            result.successful = False
+            result.reason = str(error)
+            return result
+        self.config = candidate
+        deferred = sorted(set(changes) - set(live))
+        if deferred:
+            self.get_logger().info(
+                f"{', '.join(deferred)} take effect on the next configure (deactivate, cleanup, "
+                "configure, activate)"
+            )
+        return result
+
+    # ----- input -----
+    def _on_image(self, msg: Image) -> None:
+        self.stats.received += 1
+        self._slot.put(_Frame(msg, self._camera_info, time.monotonic()))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.get_logger().warning(text)
+
+    # ----- processing -----
+    def _work(self) -> None:
+        while self._running.is_set():
+            frame = self._slot.take(timeout=0.1)
+            if frame is None:
+                continue
+            if self.config.max_rate_hz > 0.0:
+                period = 1.0 / self.config.max_rate_hz
+                if frame.received - self._last_processed < period:
+                    self.stats.rate_limited += 1
+                    continue
+            self._last_processed = frame.received
+            try:
+                self._process(frame)
+            except ImageFormatError as error:
+                self.stats.record_error("bad_image", str(error))
+                self.get_logger().error(f"dropped a frame: {error}", throttle_duration_sec=1.0)
+            except Exception as error:  # the node keeps serving; the next frame gets a try
+                self.stats.record_error("processing", f"{type(error).__name__}: {error}")
+                self.get_logger().error(
+                    f"frame failed: {type(error).__name__}: {error}", throttle_duration_sec=1.0
+                )
+
+    def _intrinsics_for(self, frame: _Frame) -> CameraIntrinsics:
+        image = frame.image
+        info = frame.camera_info
+        if info is not None:
+            try:
+                intrinsics = intrinsics_from_camera_info(info)
+            except ValueError as error:
+                self.stats.record_error("bad_camera_info", str(error))
+                self._warn_once("bad_info", f"ignoring camera_info: {error}")
+            else:
+                if (intrinsics.width, intrinsics.height) == (image.width, image.height):
+                    return intrinsics
+                self.stats.record_error(
+                    "camera_info_size",
+                    f"camera_info is {intrinsics.width}x{intrinsics.height}, image "
+                    f"{image.width}x{image.height}",
+                )
+                self._warn_once(
+                    "info_size",
+                    f"camera_info size {intrinsics.width}x{intrinsics.height} differs from the "
+                    f"image's {image.width}x{image.height}: scaling the intrinsics to the image",
+                )
+                return intrinsics.scaled(image.width, image.height)
+        self._warn_once(
+            "no_info",
+            f"no valid camera_info on {self.resolve_topic_name('camera_info')}: assuming a "
+            f"horizontal field of view of {self.config.fallback_hfov_deg} deg",
+        )
+        self.stats.fallback_intrinsics += 1
+        return CameraIntrinsics.from_hfov(image.width, image.height, self.config.fallback_hfov_deg)
+
+    def _process(self, frame: _Frame) -> None:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        config = self.config
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        rgb = image_msg_to_rgb(frame.image)
+        intrinsics = self._intrinsics_for(frame)
+        timings["convert_in"] = (time.perf_counter() - start) * 1e3
+        prediction = pipeline.predictor.predict(rgb, intrinsics)
+        timings.update(prediction.timings_ms)
+        header = frame.image.header
+        publishers = self._outputs
+
+        stage = time.perf_counter()
+        if config.publish_depth:
+            publishers["depth"].publish(array_to_image_msg(prediction.depth, header, "32FC1"))
+            publishers["depth_info"].publish(
+                camera_info_msg(prediction.intrinsics, header, frame.camera_info)
+            )
+        timings["publish_depth"] = (time.perf_counter() - stage) * 1e3
+
+        labels = prediction.labels
+        stage = time.perf_counter()
+        if config.publish_points:
+            builder = self._cloud_builder_for(prediction.intrinsics, labels is not None)
+            cloud = builder.build(
+                prediction.depth,
+                rgb=rgb if config.points_color else None,
+                labels=labels if (config.points_label and labels is not None) else None,
+            )
+            timings["points"] = (time.perf_counter() - stage) * 1e3
+            stage = time.perf_counter()
+            publishers["points"].publish(cloud_msg(cloud, header))
+            timings["publish_points"] = (time.perf_counter() - stage) * 1e3
+
+        if config.publish_segmentation and labels is not None:
+            stage = time.perf_counter()
+            colors = colorize_labels(labels, pipeline.palette)
+            blended = overlay(rgb, colors, config.overlay_alpha, labels)
+            timings["colorize"] = (time.perf_counter() - stage) * 1e3
+            stage = time.perf_counter()
+            publishers["mask"].publish(array_to_image_msg(labels, header, "mono8"))
+            publishers["color"].publish(array_to_image_msg(blended, header, "rgb8"))
+            timings["publish_segmentation"] = (time.perf_counter() - stage) * 1e3
+
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        self.stats.record_frame(timings, self.get_clock().now().nanoseconds * 1e-9 - stamp)
+
+    def _cloud_builder_for(
+        self, intrinsics: CameraIntrinsics, has_labels: bool
+    ) -> OrganizedCloudBuilder:
+        config = self.config
+        with_label = config.points_label and has_labels
+        key = (intrinsics, config.points_stride, config.points_color, with_label)
+        if key != self._cloud_key:
+            # Rays are precomputed per intrinsics and stride: rebuilt only when those change.
+            self._cloud_builder = OrganizedCloudBuilder(
+                intrinsics, stride=config.points_stride, with_rgb=config.points_color,
+                with_label=with_label,
+            )
+            self._cloud_key = key
+        return self._cloud_builder
+
+    # ----- diagnostics -----
+    def _publish_diagnostics(self) -> None:
+        snapshot = self.stats.snapshot()
+        status = DiagnosticStatus()
+        status.name = f"{self.get_name()}: pipeline"
+        status.hardware_id = self.get_fully_qualified_name()
+        pipeline = self.pipeline
+        level, message = DiagnosticStatus.OK, "running"
+        if pipeline is None:
+            level, message = DiagnosticStatus.ERROR, snapshot.get("last_error") or "not configured"
+        elif snapshot["errors_in_period"]:
+            level, message = DiagnosticStatus.ERROR, f"frame errors: {snapshot['last_error']}"
+        elif not pipeline.description.trained:
+            level, message = DiagnosticStatus.WARN, "weights are UNTRAINED (random)"
+        elif snapshot["fallback_intrinsics"]:
+            level, message = DiagnosticStatus.WARN, "no camera_info: fallback intrinsics"
+        elif snapshot["processed_in_period"] == 0:
+            level, message = DiagnosticStatus.WARN, "no frames processed in the last period"
+        status.level = level
+        status.message = message
+        values = {key: value for key, value in snapshot.items() if key != "last_error"}
+        if pipeline is not None:
+            values.update(pipeline.diagnostic_values())
+        values["last_error"] = snapshot.get("last_error") or ""
+        values["dropped_frames"] = self._slot.dropped
+        status.values = [KeyValue(key=str(k), value=_format(v)) for k, v in values.items()]
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self._diagnostics.publish(array)
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``ros2 run depth_perception mono_depth_node``."""
+    rclpy.init(args=args)
+    node = MonoDepthNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node._stop_worker()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

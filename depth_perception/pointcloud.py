@@ -1,0 +1,470 @@
+"""Organized point clouds from a depth image: the numpy side of sensor_msgs/PointCloud2.
+
+Imports no rclpy. The node copies :class:`CloudData` into a PointCloud2 message::
+
+    msg.height, msg.width = cloud.height, cloud.width
+    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+                  for f in cloud.fields]
+    msg.is_bigendian, msg.point_step, msg.row_step = cloud.is_bigendian, cloud.point_step,
+                                                     cloud.row_step
+    msg.is_dense = cloud.is_dense
+    msg.data = cloud.tobytes()
+
+Conventions (REP 103 / REP 117 / REP 118, matching depth_image_proc):
+
+* Points are in the camera optical frame: x right, y down, z forward, metres.
+* z is the depth value (distance along the optical axis, not along the ray);
+  x = (u - cx) z / fx, y = (v - cy) z / fy for the pixel centre (u, v).
+* The cloud is organized (height x width of the depth image, or of its strided grid) and
+  ``is_dense`` is False: a pixel without a valid depth keeps its slot with x = y = z = NaN.
+  Invalid means NaN (no measurement), +inf (no return), -inf (too close), 0 or negative.
+
+Memory layout (little-endian on every usual machine; ``is_bigendian`` follows the host):
+
+=================  =====================================  ==========
+configuration      fields (offset)                         point_step
+=================  =====================================  ==========
+xyz                x(0) y(4) z(8) + 4 padding bytes        16
+xyz + rgb          x(0) y(4) z(8) rgb(12)                  16
+xyz + label        x(0) y(4) z(8) label(12) + 3 padding    16
+xyz + rgb + label  x(0) y(4) z(8) rgb(12) label(16) + 3    20
+=================  =====================================  ==========
+
+The xyz-only step is padded to 16 bytes as PCL's PointXYZ is, and every step is a multiple of 4
+so the float fields stay aligned. ``rgb`` is PCL's packed colour: the uint32 0x00RRGGBB whose
+four bytes are read as a float32 (datatype FLOAT32, as RViz and PCL expect). ``label`` is a
+uint8 class id (255 = unlabelled), the per-point label that Nav2 semantic layers read.
+Padding bytes are always zero so the published bytes are deterministic.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from depth_perception.camera import CameraIntrinsics
+
+# sensor_msgs/PointField datatype constants (copied so the core needs no rclpy).
+INT8 = 1
+UINT8 = 2
+INT16 = 3
+UINT16 = 4
+INT32 = 5
+UINT32 = 6
+FLOAT32 = 7
+FLOAT64 = 8
+
+_DATATYPE_TO_NUMPY: dict[int, str] = {
+    INT8: "i1",
+    UINT8: "u1",
+    INT16: "i2",
+    UINT16: "u2",
+    INT32: "i4",
+    UINT32: "u4",
+    FLOAT32: "f4",
+    FLOAT64: "f8",
+}
+
+_HOST_IS_BIGENDIAN = sys.byteorder == "big"
+
+
+@dataclass(frozen=True)
+class PointFieldSpec:
+    """One sensor_msgs/PointField: ``datatype`` uses the PointField constants (FLOAT32 = 7...)."""
+
+    name: str
+    offset: int
+    datatype: int
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.datatype not in _DATATYPE_TO_NUMPY:
+            raise ValueError(
+                f"field {self.name!r}: datatype {self.datatype} is not a PointField constant "
+                "(use 1..8: INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64)"
+            )
+        if self.offset < 0 or self.count < 1:
+            raise ValueError(
+                f"field {self.name!r}: need offset >= 0 and count >= 1, "
+                f"got offset={self.offset}, count={self.count}"
+            )
+
+
+def fields_dtype(
+    fields: Sequence[PointFieldSpec], point_step: int, bigendian: bool = _HOST_IS_BIGENDIAN
+) -> np.dtype:
+    """Numpy structured dtype that reads one point of a PointCloud2 byte buffer.
+
+    Args:
+        fields: The cloud's fields.
+        point_step: Bytes per point (the dtype's itemsize; padding is skipped).
+        bigendian: Byte order of the buffer (PointCloud2 ``is_bigendian``).
+
+    Returns:
+        A dtype such that ``np.frombuffer(data, dtype).reshape(height, width)`` gives the points.
+    """
+    order = ">" if bigendian else "<"
+    names, formats, offsets = [], [], []
+    for f in fields:
+        base = order + _DATATYPE_TO_NUMPY[f.datatype]
+        names.append(f.name)
+        formats.append(base if f.count == 1 else (base, (f.count,)))
+        offsets.append(f.offset)
+    return np.dtype(
+        {"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step}
+    )
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """PCL-packed colour: (..., 3) uint8 RGB -> (...) float32 holding the bits of 0x00RRGGBB."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim < 1 or rgb.shape[-1] != 3:
+        raise ValueError(f"rgb must be (..., 3) uint8, got {rgb.shape} {rgb.dtype}")
+    c = rgb.astype(np.uint32)
+    return ((c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]).view(np.float32)
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_rgb`: (...) float32 -> (..., 3) uint8 RGB."""
+    packed = np.ascontiguousarray(packed, dtype=np.float32)
+    bits = packed.view(np.uint32)
+    channels = [(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF]
+    return np.stack(channels, axis=-1).astype(np.uint8)
+
+
+@dataclass
+class CloudData:
+    """An organized cloud ready for sensor_msgs/PointCloud2.
+
+    Attributes:
+        data: C-contiguous uint8 array of shape (height, width, point_step): exactly the
+            message's ``data`` bytes (``data.tobytes()`` or :meth:`tobytes`).
+        fields: The PointFields in offset order.
+        point_step: Bytes per point.
+        row_step: Bytes per row (width * point_step).
+        width: Points per row.
+        height: Rows.
+        is_dense: Always False: invalid pixels are NaN points.
+        is_bigendian: Byte order of the float fields (the host's).
+    """
+
+    data: np.ndarray
+    fields: list[PointFieldSpec]
+    point_step: int
+    row_step: int
+    width: int
+    height: int
+    is_dense: bool = False
+    is_bigendian: bool = field(default=_HOST_IS_BIGENDIAN)
+
+    def tobytes(self) -> bytes:
+        """The message payload (one copy; about 0.2 ms for a 640x480 xyzrgb cloud)."""
+        return self.data.tobytes()
+
+    @property
+    def points(self) -> np.ndarray:
+        """Structured (height, width) view of :attr:`data` with one named column per field."""
+        dtype = fields_dtype(self.fields, self.point_step, self.is_bigendian)
+        return self.data.reshape(-1).view(dtype).reshape(self.height, self.width)
+
+
+def _cloud_layout(with_rgb: bool, with_label: bool) -> tuple[list[PointFieldSpec], int]:
+    fields = [
+        PointFieldSpec("x", 0, FLOAT32),
+        PointFieldSpec("y", 4, FLOAT32),
+        PointFieldSpec("z", 8, FLOAT32),
+    ]
+    offset = 12
+    if with_rgb:
+        fields.append(PointFieldSpec("rgb", offset, FLOAT32))
+        offset += 4
+    if with_label:
+        fields.append(PointFieldSpec("label", offset, UINT8))
+        offset += 1
+    # Round up to a multiple of 4 (float alignment of the next point), at least 16 (PCL's
+    # PointXYZ is 16 bytes; tools that memcpy into it expect that step).
+    point_step = max(16, (offset + 3) // 4 * 4)
+    return fields, point_step
+
+
+def _valid_depth_metres(depth: np.ndarray) -> np.ndarray:
+    """Depth in metres with every invalid pixel as NaN (float32 or float64, new array)."""
+    if depth.dtype == np.uint16:
+        # REP 118 alternative encoding: millimetres, 0 = invalid.
+        z = depth.astype(np.float32)
+        z *= np.float32(1e-3)
+        z[depth == 0] = np.nan
+        return z
+    # (d > 0) & (d < inf) is False for NaN, +inf, -inf, 0 and negatives: one mask for all.
+    valid = (depth > 0) & (depth < np.inf)
+    return np.where(valid, depth, depth.dtype.type(np.nan))
+
+
+def _nan_invalid_into(
+    depth: np.ndarray, out: np.ndarray, mask: np.ndarray, scratch: np.ndarray
+) -> np.ndarray:
+    """Branch-free version of :func:`_valid_depth_metres` for float depth, into ``out``.
+
+    np.where/copyto(where=) branch per pixel and cost ~0.5 ms at 640x480 when invalid pixels
+    are scattered; adding sqrt(valid - 1) (0 where valid, NaN where not) costs ~0.2 ms always.
+    """
+    np.greater(depth, 0, out=mask)
+    np.less(depth, np.inf, out=scratch)
+    np.logical_and(mask, scratch, out=mask)
+    np.subtract(mask, np.float32(1.0), out=out)
+    with np.errstate(invalid="ignore"):
+        np.sqrt(out, out=out)
+    np.add(depth, out, out=out)
+    return out
+
+
+def _check_depth(depth: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be a 2-D (H, W) image, got shape {depth.shape}")
+    if depth.dtype not in (np.float32, np.float64, np.uint16):
+        raise ValueError(
+            f"depth must be float32/float64 metres or uint16 millimetres (REP 118), "
+            f"got {depth.dtype}"
+        )
+    expected = (intrinsics.height, intrinsics.width)
+    if depth.shape != expected:
+        raise ValueError(
+            f"depth is {depth.shape[1]}x{depth.shape[0]} but the intrinsics are for "
+            f"{expected[1]}x{expected[0]}; use CameraIntrinsics.scaled() to match the image"
+        )
+    return depth
+
+
+def depth_to_points(depth: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
+    """Unproject a depth image to an (H, W, 3) float32 array of optical-frame points.
+
+    Args:
+        depth: (H, W) depth along the optical axis: float metres, or uint16 millimetres.
+        intrinsics: Intrinsics of an image of exactly this size.
+
+    Returns:
+        (H, W, 3) float32 x, y, z; NaN where the depth is NaN, +-inf, 0 or negative.
+
+    Raises:
+        ValueError: If the shape or dtype does not fit.
+    """
+    depth = _check_depth(depth, intrinsics)
+    z = _valid_depth_metres(depth)
+    u = np.arange(intrinsics.width, dtype=np.float64)
+    v = np.arange(intrinsics.height, dtype=np.float64)
+    rx = (u - intrinsics.cx) / intrinsics.fx
+    ry = (v - intrinsics.cy) / intrinsics.fy
+    out = np.empty((*depth.shape, 3), dtype=np.float32)
+    out[..., 0] = z * rx[None, :]
+    out[..., 1] = z * ry[:, None]
+    out[..., 2] = z
+    return out
+
+
+class OrganizedCloudBuilder:
+    """Turns depth (+ colour, + labels) images into organized PointCloud2 payloads, fast.
+
+    The per-pixel ray factors are computed once here; rebuild the builder only when the
+    intrinsics or the stride change. With ``stride`` s the cloud holds the pixels (s*i, s*j)
+    (row v = s*i, column u = s*j) and uses the ORIGINAL intrinsics, so each point lies exactly
+    on its pixel's ray; its size is ceil(H/s) x ceil(W/s).
+
+    By default (``reuse_buffer=True``) every :meth:`build` writes into the same preallocated
+    buffer: the returned ``CloudData.data`` is overwritten by the next call, so take
+    ``tobytes()`` (a copy) before building again. Reuse avoids page-faulting a fresh 5-6 MB
+    buffer per frame, which costs more than building the cloud itself. A builder also keeps
+    scratch arrays, so it is not thread-safe: use one builder per thread.
+
+    Args:
+        intrinsics: Intrinsics of the full-resolution depth image that build() receives.
+        stride: Keep every stride-th row and column (>= 1).
+        with_rgb: Add the packed ``rgb`` field; build() then requires ``rgb``.
+        with_label: Add the uint8 ``label`` field; build() then requires ``labels``.
+        color_order: "rgb" for rgb8 images, "bgr" for bgr8 (OpenCV) images.
+        reuse_buffer: Write every cloud into one preallocated buffer (see above).
+    """
+
+    def __init__(
+        self,
+        intrinsics: CameraIntrinsics,
+        stride: int = 1,
+        with_rgb: bool = False,
+        with_label: bool = False,
+        color_order: str = "rgb",
+        reuse_buffer: bool = True,
+    ) -> None:
+        if int(stride) != stride or stride < 1:
+            raise ValueError(f"stride must be a positive integer, got {stride}")
+        if color_order not in ("rgb", "bgr"):
+            raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+        self.intrinsics = intrinsics
+        self.stride = int(stride)
+        self.with_rgb = bool(with_rgb)
+        self.with_label = bool(with_label)
+        self.color_order = color_order
+        self.reuse_buffer = bool(reuse_buffer)
+        self.fields, self.point_step = _cloud_layout(self.with_rgb, self.with_label)
+
+        s = self.stride
+        u = np.arange(0, intrinsics.width, s, dtype=np.float64)
+        v = np.arange(0, intrinsics.height, s, dtype=np.float64)
+        self.width = len(u)
+        self.height = len(v)
+        # Broadcast rows/columns instead of full grids: x = z * rx[j], y = z * ry[i].
+        self._rx = ((u - intrinsics.cx) / intrinsics.fx).astype(np.float32)
+        self._ry = ((v - intrinsics.cy) / intrinsics.fy).astype(np.float32)[:, None]
+        # Byte offsets of B, G, R inside the packed rgb float (0x00RRGGBB in host order).
+        if with_rgb:
+            base = self._field_offset("rgb")
+            self._bgr_offsets = (
+                (base + 3, base + 2, base + 1)
+                if _HOST_IS_BIGENDIAN
+                else (base, base + 1, base + 2)
+            )
+        self._buffer: np.ndarray | None = self._new_buffer() if self.reuse_buffer else None
+        # Scratch for the validity mask and the NaN-filled depth (small: ~1.8 MB at 640x480).
+        self._mask = np.empty((self.height, self.width), dtype=bool)
+        self._mask2 = np.empty((self.height, self.width), dtype=bool)
+        self._z = np.empty((self.height, self.width), dtype=np.float32)
+
+    def _field_offset(self, name: str) -> int:
+        return next(f.offset for f in self.fields if f.name == name)
+
+    def _new_buffer(self) -> np.ndarray:
+        # Zeroed once: padding bytes (and the rgb alpha byte) are never written afterwards.
+        return np.zeros((self.height, self.width, self.point_step), dtype=np.uint8)
+
+    @property
+    def row_step(self) -> int:
+        return self.width * self.point_step
+
+    def build(
+        self,
+        depth: np.ndarray,
+        rgb: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> CloudData:
+        """Build the organized cloud of one frame.
+
+        Args:
+            depth: (H, W) float32/float64 metres or uint16 millimetres, H x W = the intrinsics'
+                size. Invalid pixels (NaN, +-inf, <= 0, or 0 mm) become NaN points.
+            rgb: (H, W, 3) uint8 colour image in ``color_order``, if ``with_rgb``.
+            labels: (H, W) uint8 class ids, if ``with_label``.
+
+        Returns:
+            The cloud (see :class:`CloudData`).
+
+        Raises:
+            ValueError: On a missing/unexpected image or a shape/dtype mismatch.
+        """
+        depth = _check_depth(depth, self.intrinsics)
+        full_shape = depth.shape
+        if self.with_rgb:
+            if rgb is None:
+                raise ValueError("this builder has with_rgb=True: pass rgb=(H, W, 3) uint8")
+            rgb = np.asarray(rgb)
+            if rgb.shape != (*full_shape, 3) or rgb.dtype != np.uint8:
+                raise ValueError(
+                    f"rgb must be {(*full_shape, 3)} uint8 like the depth image, "
+                    f"got {rgb.shape} {rgb.dtype}"
+                )
+        elif rgb is not None:
+            raise ValueError("rgb given but the builder has with_rgb=False; build it with rgb")
+        if self.with_label:
+            if labels is None:
+                raise ValueError("this builder has with_label=True: pass labels=(H, W) uint8")
+            labels = np.asarray(labels)
+            if labels.shape != full_shape or labels.dtype != np.uint8:
+                raise ValueError(
+                    f"labels must be {full_shape} uint8 like the depth image, "
+                    f"got {labels.shape} {labels.dtype} (cast class ids with .astype(np.uint8))"
+                )
+        elif labels is not None:
+            raise ValueError(
+                "labels given but the builder has with_label=False; build it with labels"
+            )
+
+        s = self.stride
+        if s > 1:
+            depth = depth[::s, ::s]
+        buf = self._buffer if self._buffer is not None else self._new_buffer()
+        xyz = buf.view(np.float32)  # (h, w, point_step // 4): the float columns
+        if depth.dtype == np.uint16:
+            z = _valid_depth_metres(depth)
+        else:
+            z = _nan_invalid_into(depth, self._z, self._mask, self._mask2)
+        # Strided writes straight into the interleaved buffer: no temporaries for x, y.
+        np.multiply(z, self._rx, out=xyz[..., 0])
+        np.multiply(z, self._ry, out=xyz[..., 1])
+        xyz[..., 2] = z
+        if self.with_rgb:
+            img = rgb[::s, ::s] if s > 1 else rgb
+            r, g, b = (0, 1, 2) if self.color_order == "rgb" else (2, 1, 0)
+            ob, og, orr = self._bgr_offsets
+            # Three single-byte copies are ~4x faster than one copy of a reversed 3-byte slice.
+            buf[..., ob] = img[..., b]
+            buf[..., og] = img[..., g]
+            buf[..., orr] = img[..., r]
+        if self.with_label:
+            buf[..., self._field_offset("label")] = labels[::s, ::s] if s > 1 else labels
+        return CloudData(
+            data=buf,
+            fields=list(self.fields),
+            point_step=self.point_step,
+            row_step=self.row_step,
+            width=self.width,
+            height=self.height,
+        )
+
+
+def benchmark_point_cloud(
+    width: int = 640, height: int = 480, repeats: int = 100
+) -> dict[str, float]:
+    """Print and return median build times (ms) for the usual configurations.
+
+    Uses a synthetic depth image with 10 % invalid pixels. ``+tobytes`` adds the copy into the
+    message payload that the node does.
+    """
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.3, 20.0, (height, width)).astype(np.float32)
+    depth[rng.random((height, width)) < 0.1] = np.nan
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    labels = rng.integers(0, 20, (height, width), dtype=np.uint8)
+    intr = CameraIntrinsics.from_hfov(width, height, 70.0)
+    results: dict[str, float] = {}
+    for stride in (1, 2):
+        for with_extra in (False, True):
+            builder = OrganizedCloudBuilder(
+                intr, stride=stride, with_rgb=with_extra, with_label=with_extra
+            )
+            kwargs = {"rgb": rgb, "labels": labels} if with_extra else {}
+            for to_bytes in (False, True):
+                builder.build(depth, **kwargs)  # warm-up
+                times = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    cloud = builder.build(depth, **kwargs)
+                    if to_bytes:
+                        cloud.tobytes()
+                    times.append(time.perf_counter() - t0)
+                name = (
+                    f"{'xyz+rgb+label' if with_extra else 'xyz'} stride {stride}"
+                    f"{' +tobytes' if to_bytes else ''}"
+                )
+                results[name] = float(np.median(times) * 1e3)
+                print(
+                    f"{width}x{height} {name:<30} {results[name]:7.3f} ms "
+                    f"(p90 {np.percentile(times, 90) * 1e3:.3f} ms, "
+                    f"{builder.height}x{builder.width} points, step {builder.point_step})"
+                )
+    return results
+
+
+if __name__ == "__main__":
+    benchmark_point_cloud()

@@ -1,0 +1,160 @@
+"""From a camera image to metric depth and class ids at the image's own size.
+
+``DepthPredictor`` is the core the node calls once per frame: preprocessing (resize to the
+network size, normalisation from the checkpoint), a backend, and postprocessing (depth scaling,
+range limits as NaN, resize back, arg-max of the class scores). Imports no rclpy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from depth_perception.backends.base import BackendError, InferenceBackend
+from depth_perception.camera import CameraIntrinsics
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What the predictor must know about the model, read from its checkpoint."""
+
+    name: str
+    input_width: int
+    input_height: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    class_names: tuple[str, ...]
+    min_depth: float
+    max_depth: float
+    metric: bool
+    trained: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass
+class Prediction:
+    """The outputs for one image, all at the input image's size and for its intrinsics.
+
+    Attributes:
+        depth: float32 metres along the optical axis, NaN where the estimate is out of range.
+        labels: uint8 class ids (255 = unlabelled), or None for depth-only models.
+        intrinsics: intrinsics of ``depth`` and ``labels`` (those of the input image).
+        timings_ms: milliseconds spent in each stage.
+    """
+
+    depth: np.ndarray
+    labels: np.ndarray | None
+    intrinsics: CameraIntrinsics
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Preprocessor:
+    """Resizes an RGB uint8 image to the network size and normalises it to NCHW float32."""
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+    ) -> None:
+        self.width = width
+        self.height = height
+        # (x / 255 - mean) / std folded into one multiply-add per channel.
+        self._scale = (1.0 / (255.0 * np.asarray(std, np.float32))).reshape(3, 1, 1)
+        self._offset = (np.asarray(mean, np.float32) / np.asarray(std, np.float32)).reshape(
+            3, 1, 1
+        )
+        self._batch = np.empty((1, 3, height, width), np.float32)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        if rgb.shape[:2] != (self.height, self.width):
+            shrinking = rgb.shape[0] > self.height
+            # INTER_AREA averages when shrinking (no aliasing); linear when enlarging.
+            rgb = cv2.resize(
+                rgb,
+                (self.width, self.height),
+                interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
+            )
+        planar = rgb.transpose(2, 0, 1)
+        np.multiply(planar, self._scale, out=self._batch[0], casting="unsafe")
+        self._batch[0] -= self._offset
+        # A fresh array per call: a backend may still hold the previous one.
+        return self._batch.copy()
+
+
+class DepthPredictor:
+    """Runs one model through one backend and returns depth and class ids per image."""
+
+    def __init__(
+        self,
+        description: ModelDescription,
+        backend: InferenceBackend,
+        min_depth: float = 0.0,
+        max_depth: float = 0.0,
+        depth_scale: float = 1.0,
+    ) -> None:
+        self.description = description
+        self.backend = backend
+        self.preprocess = Preprocessor(
+            description.input_width, description.input_height, description.mean, description.std
+        )
+        self.set_depth_limits(min_depth, max_depth, depth_scale)
+
+    def set_depth_limits(self, min_depth: float, max_depth: float, depth_scale: float) -> None:
+        """Change the published range (0 = the checkpoint's) and scale without reloading."""
+        self.min_depth = min_depth or self.description.min_depth
+        self.max_depth = max_depth or self.description.max_depth
+        if self.min_depth >= self.max_depth:
+            raise ValueError(f"min_depth {self.min_depth} must be below max_depth {self.max_depth}")
+        self.depth_scale = depth_scale
+
+    def predict(self, rgb: np.ndarray, intrinsics: CameraIntrinsics) -> Prediction:
+        """Depth and labels for an HxWx3 uint8 RGB image seen through ``intrinsics``."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+        height, width = rgb.shape[:2]
+        if (intrinsics.width, intrinsics.height) != (width, height):
+            raise ValueError(
+                f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is "
+                f"{width}x{height}"
+            )
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        batch = self.preprocess(rgb)
+        after_pre = time.perf_counter()
+        outputs = self.backend.infer(batch)
+        after_inference = time.perf_counter()
+        depth, labels = self.postprocess(outputs, width, height)
+        end = time.perf_counter()
+        timings["preprocess"] = (after_pre - start) * 1e3
+        timings["inference"] = (after_inference - after_pre) * 1e3
+        timings["postprocess"] = (end - after_inference) * 1e3
+        return Prediction(depth, labels, intrinsics, timings)
+
+    def postprocess(
+        self, outputs: dict[str, np.ndarray], width: int, height: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Network outputs -> (depth in metres with NaN out of range, uint8 labels or None)."""
+        if "depth" not in outputs:
+            raise BackendError(f"backend returned {sorted(outputs)} without 'depth'")
+        network_depth = outputs["depth"][0, 0]
+        if self.depth_scale != 1.0:
+            network_depth = network_depth * np.float32(self.depth_scale)
+        depth = cv2.resize(network_depth, (width, height), interpolation=cv2.INTER_LINEAR)
+        # REP 117: never publish a number for "unknown"; NaN also covers non-finite outputs.
+        invalid = ~((depth >= self.min_depth) & (depth <= self.max_depth))
+        depth[invalid] = np.nan
+        labels = None
+        logits = outputs.get("seg_logits")
+        if logits is not None:
+            # Arg-max at network resolution, then nearest-neighbour: ids stay valid classes.
+            coarse = np.argmax(logits[0], axis=0).astype(np.uint8)
+            labels = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_NEAREST)
+        return depth, labels
