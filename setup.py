@@ -9,14 +9,16 @@ PACKAGE = "depth_perception"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    description="Monocular metric depth, organized point clouds and semantic segmentation for ROS 2",
+    description="Monocular metric depth, organized clouds and semantic segmentation for ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
     # Bundled default weights travel inside the Python package, so `pip install` and
     # `colcon build` find them the same way (importlib.resources).
-    package_data={PACKAGE: ["weights/*.safetensors", "weights/*.json", "weights/*.md"],
-                  "training": ["configs/*.yaml"]},
+    package_data={
+        PACKAGE: ["weights/*.safetensors", "weights/*.json", "weights/*.md"],
+        "training": ["configs/*.yaml"],
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -24,10 +26,17 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
     ],
-    install_requires=["numpy", "opencv-python-headless", "pyyaml", "safetensors", "onnxruntime",
-                      "torch", "torchvision", "onnx"],
+    install_requires=[
+        "numpy",
+        "opencv-python-headless",
+        "pyyaml",
+        "safetensors",
+        "onnxruntime",
+        "torch",
+        "torchvision",
+        "onnx",
+    ],
     zip_safe=True,
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             f"mono_depth_node = {PACKAGE}.nodes.mono_depth_node:main",

@@ -16,8 +16,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         size = f"{info.default_input_size[0]}x{info.default_input_size[1]}"
         kind = "metric" if info.metric else "relative"
         bundled = "yes" if bundled_weights(name) else "no"
-        print(f"{name:16s} {'+'.join(info.tasks):22s} {kind:9s} {size:10s} {bundled:8s} "
-              f"{info.paper}")
+        print(
+            f"{name:16s} {'+'.join(info.tasks):22s} {kind:9s} {size:10s} {bundled:8s} {info.paper}"
+        )
     return 0
 
 

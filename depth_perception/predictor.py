@@ -112,7 +112,9 @@ class DepthPredictor:
         self.min_depth = min_depth or self.description.min_depth
         self.max_depth = max_depth or self.description.max_depth
         if self.min_depth >= self.max_depth:
-            raise ValueError(f"min_depth {self.min_depth} must be below max_depth {self.max_depth}")
+            raise ValueError(
+                f"min_depth {self.min_depth} must be below max_depth {self.max_depth}"
+            )
         self.depth_scale = depth_scale
 
     def predict(self, rgb: np.ndarray, intrinsics: CameraIntrinsics) -> Prediction:

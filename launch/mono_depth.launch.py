@@ -20,31 +20,48 @@ from launch import LaunchDescription
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory("depth_perception")
     arguments = [
-        DeclareLaunchArgument("model", default_value="lightweight",
-                              description="Registered model name"),
-        DeclareLaunchArgument("weights", default_value="",
-                              description="Checkpoint .safetensors; empty = bundled default"),
-        DeclareLaunchArgument("backend", default_value="auto",
-                              description="auto, onnxruntime, torch or tensorrt"),
-        DeclareLaunchArgument("namespace", default_value="",
-                              description="Namespace of the nodes and their output topics"),
-        DeclareLaunchArgument("image", default_value="image",
-                              description="Input image topic (rectified)"),
-        DeclareLaunchArgument("camera_info", default_value="camera_info",
-                              description="Input camera_info topic"),
+        DeclareLaunchArgument(
+            "model", default_value="lightweight", description="Registered model name"
+        ),
+        DeclareLaunchArgument(
+            "weights",
+            default_value="",
+            description="Checkpoint .safetensors; empty = bundled default",
+        ),
+        DeclareLaunchArgument(
+            "backend", default_value="auto", description="auto, onnxruntime, torch or tensorrt"
+        ),
+        DeclareLaunchArgument(
+            "namespace",
+            default_value="",
+            description="Namespace of the nodes and their output topics",
+        ),
+        DeclareLaunchArgument(
+            "image", default_value="image", description="Input image topic (rectified)"
+        ),
+        DeclareLaunchArgument(
+            "camera_info", default_value="camera_info", description="Input camera_info topic"
+        ),
         DeclareLaunchArgument(
             "params_file",
             default_value=os.path.join(share, "config", "mono_depth.yaml"),
             description="Parameters file of mono_depth",
         ),
-        DeclareLaunchArgument("use_rviz", default_value="false",
-                              description="Start RViz with the package's display config"),
         DeclareLaunchArgument(
-            "camera_source", default_value="none",
+            "use_rviz",
+            default_value="false",
+            description="Start RViz with the package's display config",
+        ),
+        DeclareLaunchArgument(
+            "camera_source",
+            default_value="none",
             description="Also start camera_source_node: none, synthetic, video, images or v4l2",
         ),
-        DeclareLaunchArgument("source_path", default_value="",
-                              description="Video file or image folder for camera_source"),
+        DeclareLaunchArgument(
+            "source_path",
+            default_value="",
+            description="Video file or image folder for camera_source",
+        ),
         DeclareLaunchArgument(
             "fastdds_profile",
             default_value=os.path.join(share, "config", "fastdds_shm.xml"),
@@ -52,8 +69,10 @@ def generate_launch_description() -> LaunchDescription:
         ),
     ]
     namespace = LaunchConfiguration("namespace")
-    remappings = [("image", LaunchConfiguration("image")),
-                  ("camera_info", LaunchConfiguration("camera_info"))]
+    remappings = [
+        ("image", LaunchConfiguration("image")),
+        ("camera_info", LaunchConfiguration("camera_info")),
+    ]
     mono_depth = Node(
         package="depth_perception",
         executable="mono_depth_node",
@@ -76,8 +95,12 @@ def generate_launch_description() -> LaunchDescription:
         name="camera_source",
         namespace=namespace,
         output="screen",
-        parameters=[{"source": LaunchConfiguration("camera_source"),
-                     "path": LaunchConfiguration("source_path")}],
+        parameters=[
+            {
+                "source": LaunchConfiguration("camera_source"),
+                "path": LaunchConfiguration("source_path"),
+            }
+        ],
         remappings=remappings,
         condition=LaunchConfigurationNotEquals("camera_source", "none"),
     )
@@ -89,12 +112,15 @@ def generate_launch_description() -> LaunchDescription:
         arguments=["-d", os.path.join(share, "rviz", "depth_perception.rviz")],
         condition=IfCondition(LaunchConfiguration("use_rviz")),
     )
-    return LaunchDescription([
-        *arguments,
-        # Every process started here uses the profile (large images over shared memory).
-        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE",
-                               LaunchConfiguration("fastdds_profile")),
-        camera_source,
-        mono_depth,
-        rviz,
-    ])
+    return LaunchDescription(
+        [
+            *arguments,
+            # Every process started here uses the profile (large images over shared memory).
+            SetEnvironmentVariable(
+                "FASTRTPS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile")
+            ),
+            camera_source,
+            mono_depth,
+            rviz,
+        ]
+    )

@@ -54,8 +54,7 @@ def test_row_padding_is_skipped():
     ],
 )
 def test_bad_images_are_refused_with_a_reason(kwargs, message):
-    arguments = {"data": _rgb().tobytes(), "width": 5, "height": 4, "step": 15,
-                 "encoding": "rgb8"}
+    arguments = {"data": _rgb().tobytes(), "width": 5, "height": 4, "step": 15, "encoding": "rgb8"}
     arguments.update(kwargs)
     with pytest.raises(ImageFormatError, match=message):
         decode_to_rgb(**arguments)

@@ -32,8 +32,12 @@ from depth_perception.nodes.conversions import (
 pytestmark = pytest.mark.integration
 
 WIDTH, HEIGHT = 160, 120
-NODE_PARAMS = {"backend": "onnxruntime", "input_width": 128, "input_height": 96,
-               "diagnostics_period_s": 0.5}
+NODE_PARAMS = {
+    "backend": "onnxruntime",
+    "input_width": 128,
+    "input_height": 96,
+    "diagnostics_period_s": 0.5,
+}
 
 
 class RosHarness:
@@ -55,8 +59,9 @@ class RosHarness:
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; seen "
-                                     f"{dict(self.monitor.results.counts)}")
+                raise AssertionError(
+                    f"timed out waiting for {what}; seen {dict(self.monitor.results.counts)}"
+                )
             time.sleep(0.05)
 
     def publish_until(self, publish, condition, timeout: float, what: str) -> None:
@@ -86,8 +91,13 @@ def ros(tmp_path_factory):
 
 
 def _start_mono_depth(env, namespace: str, log_dir: Path, **params):
-    return start_node("mono_depth_node", env, {**NODE_PARAMS, **params}, namespace=namespace,
-                      log_path=log_dir / f"mono_depth{namespace.replace('/', '_')}.log")
+    return start_node(
+        "mono_depth_node",
+        env,
+        {**NODE_PARAMS, **params},
+        namespace=namespace,
+        log_path=log_dir / f"mono_depth{namespace.replace('/', '_')}.log",
+    )
 
 
 def _intrinsics() -> CameraIntrinsics:
@@ -117,8 +127,11 @@ def _publish_frame(harness: RosHarness, index: int, encoding: str = "rgb8") -> H
 
 def _wait_for_subscription(harness: RosHarness) -> None:
     # The probe's own monitor subscribes to image too: wait for a second subscriber.
-    harness.wait_for(lambda: harness.image_pub.get_subscription_count() > 1, 120,
-                     "mono_depth to subscribe to image")
+    harness.wait_for(
+        lambda: harness.image_pub.get_subscription_count() > 1,
+        120,
+        "mono_depth to subscribe to image",
+    )
 
 
 def _stamp_ns(header: Header) -> int:
@@ -136,21 +149,34 @@ def test_every_output_topic_of_mono_depth(ros, tmp_path):
         warm_up = _header(99)
         harness.publish_until(
             lambda: _publish_frame(harness, 99),
-            lambda: by_stamp.get(("depth/camera_info", _stamp_ns(warm_up)), CameraInfo()).k[0]
-            == 150.0,
-            60, "camera_info to be used")
+            lambda: (
+                by_stamp.get(("depth/camera_info", _stamp_ns(warm_up)), CameraInfo()).k[0] == 150.0
+            ),
+            60,
+            "camera_info to be used",
+        )
         sent = []
         for index in range(3):
             encoding = "bgr8" if index == 1 else "rgb8"
             sent.append(_header(index))
             harness.publish_until(
                 lambda i=index, e=encoding: _publish_frame(harness, i, e),
-                lambda h=sent[-1]: all((topic, _stamp_ns(h)) in by_stamp for topic in (
-                    "depth/image", "depth/camera_info", "points", "segmentation/mask",
-                    "segmentation/color")),
-                60, f"all outputs of frame {index}")
-        harness.wait_for(lambda: "weights_trained" in harness.monitor.results.diagnostics, 10,
-                         "diagnostics")
+                lambda h=sent[-1]: all(
+                    (topic, _stamp_ns(h)) in by_stamp
+                    for topic in (
+                        "depth/image",
+                        "depth/camera_info",
+                        "points",
+                        "segmentation/mask",
+                        "segmentation/color",
+                    )
+                ),
+                60,
+                f"all outputs of frame {index}",
+            )
+        harness.wait_for(
+            lambda: "weights_trained" in harness.monitor.results.diagnostics, 10, "diagnostics"
+        )
         intrinsics = _intrinsics()
         for header in sent:
             stamp = _stamp_ns(header)
@@ -163,9 +189,11 @@ def test_every_output_topic_of_mono_depth(ros, tmp_path):
                 assert msg.header.frame_id == "test_cam_optical"
                 assert msg.header.stamp == header.stamp
             assert (depth_msg.encoding, depth_msg.width, depth_msg.height) == (
-                "32FC1", WIDTH, HEIGHT)
-            assert (mask_msg.encoding, mask_msg.width, mask_msg.height) == (
-                "mono8", WIDTH, HEIGHT)
+                "32FC1",
+                WIDTH,
+                HEIGHT,
+            )
+            assert (mask_msg.encoding, mask_msg.width, mask_msg.height) == ("mono8", WIDTH, HEIGHT)
             assert (color.encoding, color.width, color.height) == ("rgb8", WIDTH, HEIGHT)
             depth = image_msg_to_array(depth_msg)
             assert not np.any(np.isinf(depth)), "depth must be finite or NaN"
@@ -180,23 +208,40 @@ def test_every_output_topic_of_mono_depth(ros, tmp_path):
             offsets = {f.name: f.offset for f in cloud.fields}
             assert {"x", "y", "z", "rgb", "label"} <= set(offsets)
             raw = np.frombuffer(cloud.data, np.uint8).reshape(HEIGHT, WIDTH, cloud.point_step)
-            xyz = {axis: np.ascontiguousarray(raw[:, :, offsets[axis]:offsets[axis] + 4])
-                   .view(np.float32)[:, :, 0] for axis in "xyz"}
+            xyz = {
+                axis: np.ascontiguousarray(raw[:, :, offsets[axis] : offsets[axis] + 4]).view(
+                    np.float32
+                )[:, :, 0]
+                for axis in "xyz"
+            }
             labels = raw[:, :, offsets["label"]]
             valid = np.isfinite(depth)
             np.testing.assert_allclose(xyz["z"][valid], depth[valid], rtol=1e-6)
             assert np.all(np.isnan(xyz["z"][~valid]))
             u, v = np.meshgrid(np.arange(WIDTH), np.arange(HEIGHT))
-            np.testing.assert_allclose(xyz["x"][valid],
-                                       ((u - intrinsics.cx) * depth / intrinsics.fx)[valid],
-                                       rtol=1e-5, atol=1e-6)
-            np.testing.assert_allclose(xyz["y"][valid],
-                                       ((v - intrinsics.cy) * depth / intrinsics.fy)[valid],
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                xyz["x"][valid],
+                ((u - intrinsics.cx) * depth / intrinsics.fx)[valid],
+                rtol=1e-5,
+                atol=1e-6,
+            )
+            np.testing.assert_allclose(
+                xyz["y"][valid],
+                ((v - intrinsics.cy) * depth / intrinsics.fy)[valid],
+                rtol=1e-5,
+                atol=1e-6,
+            )
             np.testing.assert_array_equal(labels, mask)
         diagnostics = harness.monitor.results.diagnostics
-        for key in ("rate_hz", "dropped_frames", "model", "backend", "depth_is_metric",
-                    "stage_inference_ms", "stage_points_ms"):
+        for key in (
+            "rate_hz",
+            "dropped_frames",
+            "model",
+            "backend",
+            "depth_is_metric",
+            "stage_inference_ms",
+            "stage_points_ms",
+        ):
             assert key in diagnostics, key
         assert diagnostics["backend"] == "onnxruntime"
         # bgr8 and rgb8 frames of the same scene must give the same overlay colours' input:
@@ -215,18 +260,28 @@ def test_bad_frame_is_reported_and_next_frame_served(ros, tmp_path):
     harness = RosHarness(namespace)
     try:
         _wait_for_subscription(harness)
-        bad = Image(header=Header(stamp=Time(sec=5, nanosec=0), frame_id="test_cam_optical"),
-                    height=2, width=2, encoding="yuv422", step=4, data=b"\x00" * 8)
+        bad = Image(
+            header=Header(stamp=Time(sec=5, nanosec=0), frame_id="test_cam_optical"),
+            height=2,
+            width=2,
+            encoding="yuv422",
+            step=4,
+            data=b"\x00" * 8,
+        )
         harness.publish_until(
             lambda: harness.image_pub.publish(bad),
-            lambda: "errors_bad_image" in harness.monitor.results.diagnostics, 30,
-            "the bad frame in diagnostics")
+            lambda: "errors_bad_image" in harness.monitor.results.diagnostics,
+            30,
+            "the bad frame in diagnostics",
+        )
         assert "yuv422" in harness.monitor.results.diagnostics["last_error"]
         header = _header(7)
         harness.publish_until(
             lambda: _publish_frame(harness, 7),
             lambda: ("depth/image", _stamp_ns(header)) in harness.monitor.by_stamp,
-            30, "depth for the good frame after the bad one")
+            30,
+            "depth for the good frame after the bad one",
+        )
         assert process.poll() is None
     finally:
         harness.close()
@@ -235,18 +290,30 @@ def test_bad_frame_is_reported_and_next_frame_served(ros, tmp_path):
 
 def test_synthetic_camera_source_feeds_mono_depth(ros, tmp_path):
     namespace = "/it_synthetic"
-    source = start_node("camera_source_node", ros,
-                        {"source": "synthetic", "width": WIDTH, "height": HEIGHT,
-                         "rate_hz": 10.0, "scene": 3},
-                        namespace=namespace, log_path=tmp_path / "camera_source.log")
+    source = start_node(
+        "camera_source_node",
+        ros,
+        {"source": "synthetic", "width": WIDTH, "height": HEIGHT, "rate_hz": 10.0, "scene": 3},
+        namespace=namespace,
+        log_path=tmp_path / "camera_source.log",
+    )
     process = _start_mono_depth(ros, namespace, tmp_path)
     harness = RosHarness(namespace)
     try:
-        harness.wait_for(lambda: harness.monitor.results.counts.get("depth/image", 0) >= 3, 120,
-                         "three depth images from the synthetic camera")
+        harness.wait_for(
+            lambda: harness.monitor.results.counts.get("depth/image", 0) >= 3,
+            120,
+            "three depth images from the synthetic camera",
+        )
         counts = harness.monitor.results.counts
-        for topic in ("image", "camera_info", "ground_truth/depth", "ground_truth/mask",
-                      "points", "segmentation/mask"):
+        for topic in (
+            "image",
+            "camera_info",
+            "ground_truth/depth",
+            "ground_truth/mask",
+            "points",
+            "segmentation/mask",
+        ):
             assert counts.get(topic, 0) > 0, topic
         truth = harness.monitor.last["ground_truth/depth"]
         assert truth.encoding == "32FC1" and truth.header.frame_id == "camera_optical_frame"

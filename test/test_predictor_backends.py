@@ -34,10 +34,18 @@ def onnx_path(model, tmp_path_factory):
 
 
 def _description(**changes):
-    values = dict(name="lightweight", input_width=WIDTH, input_height=HEIGHT,
-                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                  class_names=tuple(f"c{i}" for i in range(19)), min_depth=0.5, max_depth=10.0,
-                  metric=True, trained=False)
+    values = dict(
+        name="lightweight",
+        input_width=WIDTH,
+        input_height=HEIGHT,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        class_names=tuple(f"c{i}" for i in range(19)),
+        min_depth=0.5,
+        max_depth=10.0,
+        metric=True,
+        trained=False,
+    )
     values.update(changes)
     return ModelDescription(**values)
 
@@ -71,8 +79,9 @@ def test_postprocess_resizes_limits_and_labels():
     depth = np.array([[0.2, 1.0], [5.0, 50.0]], np.float32)
     logits = np.zeros((3, 2, 2), np.float32)
     logits[2, 0, 0] = logits[1, 1, 1] = 5.0
-    predictor = DepthPredictor(_description(class_names=("a", "b", "c")),
-                               ConstantBackend(depth, logits))
+    predictor = DepthPredictor(
+        _description(class_names=("a", "b", "c")), ConstantBackend(depth, logits)
+    )
     rgb = np.zeros((4, 6, 3), np.uint8)
     prediction = predictor.predict(rgb, CameraIntrinsics.from_hfov(6, 4, 60.0))
     assert prediction.depth.shape == (4, 6) and prediction.labels.shape == (4, 6)
@@ -96,12 +105,30 @@ def test_predictor_refuses_mismatched_intrinsics():
     "backend, device, cuda, expected",
     [
         ("auto", "auto", False, [("onnxruntime", "cpu"), ("torch", "cpu")]),
-        ("auto", "auto", True,
-         [("tensorrt", "cuda:0"), ("torch", "cuda:0"), ("onnxruntime", "cpu"), ("torch", "cpu")]),
+        (
+            "auto",
+            "auto",
+            True,
+            [
+                ("tensorrt", "cuda:0"),
+                ("torch", "cuda:0"),
+                ("onnxruntime", "cpu"),
+                ("torch", "cpu"),
+            ],
+        ),
         ("auto", "cpu", True, [("onnxruntime", "cpu"), ("torch", "cpu")]),
         ("torch", "cuda:1", True, [("torch", "cuda:1"), ("torch", "cpu"), ("onnxruntime", "cpu")]),
-        ("tensorrt", "auto", False,
-         [("tensorrt", "cuda:0"), ("torch", "cuda:0"), ("onnxruntime", "cpu"), ("torch", "cpu")]),
+        (
+            "tensorrt",
+            "auto",
+            False,
+            [
+                ("tensorrt", "cuda:0"),
+                ("torch", "cuda:0"),
+                ("onnxruntime", "cpu"),
+                ("torch", "cpu"),
+            ],
+        ),
         ("onnxruntime", "auto", True, [("onnxruntime", "cpu"), ("torch", "cpu")]),
     ],
 )
@@ -136,16 +163,23 @@ def test_onnxruntime_matches_torch(model, onnx_path):
     torch_out = TorchBackend(model, "cpu").infer(batch)
     assert set(ort_out) == set(torch_out) == {"depth", "seg_logits"}
     for key in ort_out:
-        torch.testing.assert_close(torch.from_numpy(ort_out[key]),
-                                   torch.from_numpy(torch_out[key]), rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(
+            torch.from_numpy(ort_out[key]), torch.from_numpy(torch_out[key]), rtol=1e-3, atol=1e-4
+        )
 
 
 def test_engine_key_changes_with_everything_it_depends_on():
     base = EngineKey("NVIDIA H100", "9.0", "10.3.0", "abc", 384, 288, "fp16")
     names = {base.filename()}
-    for change in ({"gpu_name": "Orin"}, {"compute_capability": "8.7"},
-                   {"tensorrt_version": "10.4.0"}, {"onnx_sha256": "abd"},
-                   {"input_width": 320}, {"input_height": 256}, {"precision": "fp32"}):
+    for change in (
+        {"gpu_name": "Orin"},
+        {"compute_capability": "8.7"},
+        {"tensorrt_version": "10.4.0"},
+        {"onnx_sha256": "abd"},
+        {"input_width": 320},
+        {"input_height": 256},
+        {"precision": "fp32"},
+    ):
         names.add(EngineKey(**{**base.__dict__, **change}).filename())
     assert len(names) == 8
     assert EngineKey(**base.__dict__).filename() == base.filename()
@@ -162,8 +196,9 @@ def test_tensorrt_backend_reports_unavailability(onnx_path, tmp_path):
 
 
 def test_load_pipeline_end_to_end_on_cpu():
-    pipeline = load_pipeline(PerceptionConfig(input_width=WIDTH, input_height=HEIGHT,
-                                              backend="onnxruntime", weights=""))
+    pipeline = load_pipeline(
+        PerceptionConfig(input_width=WIDTH, input_height=HEIGHT, backend="onnxruntime", weights="")
+    )
     rgb = np.random.default_rng(1).integers(0, 255, (90, 120, 3), dtype=np.uint8)
     prediction = pipeline.predictor.predict(rgb, CameraIntrinsics.from_hfov(120, 90, 70.0))
     assert prediction.depth.shape == (90, 120)

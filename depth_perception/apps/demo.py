@@ -75,10 +75,17 @@ class TopicMonitor:
         self._confusion_cls = ConfusionMatrix
         self.preview: dict[str, np.ndarray] = {}
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        types = {"depth/image": Image, "depth/camera_info": CameraInfo, "points": PointCloud2,
-                 "segmentation/mask": Image, "segmentation/color": Image, "image": Image,
-                 "camera_info": CameraInfo, "ground_truth/depth": Image,
-                 "ground_truth/mask": Image}
+        types = {
+            "depth/image": Image,
+            "depth/camera_info": CameraInfo,
+            "points": PointCloud2,
+            "segmentation/mask": Image,
+            "segmentation/color": Image,
+            "image": Image,
+            "camera_info": CameraInfo,
+            "ground_truth/depth": Image,
+            "ground_truth/mask": Image,
+        }
         self._subs = [
             node.create_subscription(message_type, topic, self._callback(topic), qos)
             for topic, message_type in types.items()
@@ -153,8 +160,10 @@ class TopicMonitor:
             mask = image_msg_to_array(prediction["segmentation/mask"])
             if self.confusion is None:
                 classes = int(self.results.diagnostics.get("num_classes", 0) or 0)
-                classes = classes or int(max(mask[mask != 255].max(initial=0),
-                                              gt_mask[gt_mask != 255].max(initial=0)) + 1)
+                classes = classes or int(
+                    max(mask[mask != 255].max(initial=0), gt_mask[gt_mask != 255].max(initial=0))
+                    + 1
+                )
                 self.confusion = self._confusion_cls(classes)
             self.confusion.update(mask, gt_mask)
             self.preview["overlay"] = image_msg_to_array(prediction["segmentation/color"]).copy()
@@ -163,8 +172,11 @@ class TopicMonitor:
         for status in msg.status:
             if "mono_depth" in status.name:
                 values = {kv.key: kv.value for kv in status.values}
-                values["level"] = str(int.from_bytes(status.level, "little")
-                                      if isinstance(status.level, bytes) else status.level)
+                values["level"] = str(
+                    int.from_bytes(status.level, "little")
+                    if isinstance(status.level, bytes)
+                    else status.level
+                )
                 values["message"] = status.message
                 with self._lock:
                     self.results.diagnostics = values
@@ -174,8 +186,11 @@ def write_preview(preview: dict[str, np.ndarray], path: Path, max_depth: float) 
     """input | predicted depth | ground-truth depth | segmentation overlay, as one PNG."""
     from depth_perception.visualize import colorize_depth, make_panel
 
-    images = [preview["image"], colorize_depth(preview["depth"], 0.0, max_depth),
-              colorize_depth(preview["gt_depth"], 0.0, max_depth)]
+    images = [
+        preview["image"],
+        colorize_depth(preview["depth"], 0.0, max_depth),
+        colorize_depth(preview["gt_depth"], 0.0, max_depth),
+    ]
     labels = ["input", "predicted depth", "ground-truth depth"]
     if "overlay" in preview:
         images.append(preview["overlay"])
@@ -196,16 +211,25 @@ def run_demo(args: argparse.Namespace) -> int:
     apply_ros_environment(env)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    source_params = {"source": "synthetic", "family": args.family, "width": args.width,
-                     "height": args.height, "rate_hz": args.rate, "seed": args.seed,
-                     "scene": args.scene}
+    source_params = {
+        "source": "synthetic",
+        "family": args.family,
+        "width": args.width,
+        "height": args.height,
+        "rate_hz": args.rate,
+        "seed": args.seed,
+        "scene": args.scene,
+    }
     node_params = {"model": args.model, "weights": args.weights, "backend": args.backend}
-    print(f"[demo] ROS_DOMAIN_ID={domain}, Fast DDS profile {env['FASTRTPS_DEFAULT_PROFILES_FILE']}")
+    print(
+        f"[demo] ROS_DOMAIN_ID={domain}, Fast DDS profile {env['FASTRTPS_DEFAULT_PROFILES_FILE']}"
+    )
     print(f"[demo] logs of the two nodes in {output}/")
     processes = [
         start_node("mono_depth_node", env, node_params, log_path=output / "mono_depth.log"),
-        start_node("camera_source_node", env, source_params,
-                   log_path=output / "camera_source.log"),
+        start_node(
+            "camera_source_node", env, source_params, log_path=output / "camera_source.log"
+        ),
     ]
     rclpy.init()
     node = rclpy.create_node("depth_perception_demo_monitor")
@@ -218,8 +242,10 @@ def run_demo(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + args.startup_timeout
         while monitor.results.counts.get("depth/image", 0) == 0:
             if time.monotonic() > deadline:
-                print("[demo] FAILED: no depth image within "
-                      f"{args.startup_timeout:.0f} s; see {output}/mono_depth.log")
+                print(
+                    "[demo] FAILED: no depth image within "
+                    f"{args.startup_timeout:.0f} s; see {output}/mono_depth.log"
+                )
                 return 1
             if any(p.poll() is not None for p in processes):
                 print(f"[demo] FAILED: a node exited early; see the logs in {output}/")
@@ -241,37 +267,50 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def report(results: MonitorResults, preview, confusion, output: Path, args) -> int:
     diagnostics = results.diagnostics
-    print(f"\n[demo] {args.duration:.0f} s of {args.width}x{args.height} synthetic "
-          f"{args.family} frames at {args.rate} Hz")
+    print(
+        f"\n[demo] {args.duration:.0f} s of {args.width}x{args.height} synthetic "
+        f"{args.family} frames at {args.rate} Hz"
+    )
     print(f"{'topic':24s} {'messages':>9s} {'rate Hz':>8s}")
     for topic in ("image", *OUTPUT_TOPICS):
         print(f"{topic:24s} {results.counts.get(topic, 0):9d} {results.rate(topic):8.2f}")
     if results.latencies_ms:
         latency = np.asarray(results.latencies_ms)
-        print(f"end-to-end latency (image stamp -> depth received): mean {latency.mean():.1f} ms,"
-              f" p95 {np.percentile(latency, 95):.1f} ms")
+        print(
+            f"end-to-end latency (image stamp -> depth received): mean {latency.mean():.1f} ms,"
+            f" p95 {np.percentile(latency, 95):.1f} ms"
+        )
     stages = {k[6:-3]: v for k, v in diagnostics.items() if k.startswith("stage_")}
     if stages:
-        print("node stages (ms, mean of the last diagnostics period): "
-              + ", ".join(f"{k} {float(v):.2f}" for k, v in stages.items()))
+        print(
+            "node stages (ms, mean of the last diagnostics period): "
+            + ", ".join(f"{k} {float(v):.2f}" for k, v in stages.items())
+        )
     if results.depth_metrics:
         abs_rel = np.mean([m["abs_rel"] for m in results.depth_metrics])
         delta1 = np.mean([m["a1"] for m in results.depth_metrics])
         rmse = np.mean([m["rmse"] for m in results.depth_metrics])
-        print(f"accuracy on {len(results.depth_metrics)} frames vs ground truth: "
-              f"AbsRel {abs_rel:.3f}, delta1 {delta1:.3f}, RMSE {rmse:.3f} m", end="")
+        print(
+            f"accuracy on {len(results.depth_metrics)} frames vs ground truth: "
+            f"AbsRel {abs_rel:.3f}, delta1 {delta1:.3f}, RMSE {rmse:.3f} m",
+            end="",
+        )
         if confusion is not None:
             print(f", mIoU {confusion.compute()['miou']:.3f}")
         else:
             print()
-    print(f"model {diagnostics.get('model', '?')} on {diagnostics.get('backend', '?')}, "
-          f"weights {diagnostics.get('weights', '?')}, metric depth: "
-          f"{diagnostics.get('depth_is_metric', '?')}, dropped frames: "
-          f"{diagnostics.get('dropped_frames', '?')}")
+    print(
+        f"model {diagnostics.get('model', '?')} on {diagnostics.get('backend', '?')}, "
+        f"weights {diagnostics.get('weights', '?')}, metric depth: "
+        f"{diagnostics.get('depth_is_metric', '?')}, dropped frames: "
+        f"{diagnostics.get('dropped_frames', '?')}"
+    )
     if diagnostics.get("weights_trained") == "False":
         banner = "!" * 78
-        print(f"\n{banner}\n!! THE WEIGHTS ARE UNTRAINED (random init): the accuracy above is "
-              f"meaningless.\n{banner}")
+        print(
+            f"\n{banner}\n!! THE WEIGHTS ARE UNTRAINED (random init): the accuracy above is "
+            f"meaningless.\n{banner}"
+        )
     if preview:
         max_depth = 10.0 if args.family == "indoor" else 80.0
         path = write_preview(preview, output / "preview.png", max_depth)
@@ -288,8 +327,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--rate", type=float, default=15.0, help="camera frames per second")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--scene", type=int, default=9000,
-                        help="synthetic scene index (held out from training)")
+    parser.add_argument(
+        "--scene", type=int, default=9000, help="synthetic scene index (held out from training)"
+    )
     parser.add_argument("--model", default="lightweight")
     parser.add_argument("--weights", default="")
     parser.add_argument("--backend", default="auto")

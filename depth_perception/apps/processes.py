@@ -50,8 +50,13 @@ def ros_environment(domain_id: int | None = None, log_dir: str | None = None) ->
 
 def apply_ros_environment(env: dict[str, str]) -> None:
     """Make this process use ``env``'s ROS settings (call before rclpy.init)."""
-    for key in ("FASTRTPS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION",
-                "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_LOG_DIR"):
+    for key in (
+        "FASTRTPS_DEFAULT_PROFILES_FILE",
+        "RMW_IMPLEMENTATION",
+        "ROS_AUTOMATIC_DISCOVERY_RANGE",
+        "ROS_DOMAIN_ID",
+        "ROS_LOG_DIR",
+    ):
         if key in env:
             os.environ[key] = env[key]
 
@@ -81,7 +86,7 @@ def start_node(
         command += ["-r", f"{old}:={new}"]
     if namespace:
         command += ["-r", f"__ns:={namespace}"]
-    output = open(log_path, "w") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
+    output = open(log_path, "w") if log_path is not None else subprocess.DEVNULL
     return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 

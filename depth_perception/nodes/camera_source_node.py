@@ -24,16 +24,19 @@ SOURCES = ("synthetic", "video", "images", "v4l2")
 SENSOR_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def _descriptor(text: str, low: float | None = None, high: float | None = None,
-                integer: bool = False) -> ParameterDescriptor:
+def _descriptor(
+    text: str, low: float | None = None, high: float | None = None, integer: bool = False
+) -> ParameterDescriptor:
     descriptor = ParameterDescriptor(description=text)
     if low is not None and high is not None:
         if integer:
-            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high),
-                                                     step=1)]
+            descriptor.integer_range = [
+                IntegerRange(from_value=int(low), to_value=int(high), step=1)
+            ]
         else:
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low),
-                                                                  to_value=float(high), step=0.0)]
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)
+            ]
     return descriptor
 
 
@@ -51,14 +54,23 @@ class CameraSourceNode(Node):
         declare("scene", 0, _descriptor("Synthetic scene index", 0, 2**31 - 1, integer=True))
         declare("width", 640, _descriptor("Image width (synthetic, v4l2)", 16, 8192, True))
         declare("height", 480, _descriptor("Image height (synthetic, v4l2)", 16, 8192, True))
-        declare("hfov_deg", 70.0, _descriptor("Horizontal field of view when the source has no "
-                                              "calibration", 1.0, 179.0))
+        declare(
+            "hfov_deg",
+            70.0,
+            _descriptor("Horizontal field of view when the source has no calibration", 1.0, 179.0),
+        )
         declare("rate_hz", 15.0, _descriptor("Publishing rate", 0.1, 1000.0))
         declare("loop", True, _descriptor("Start again at the end of a video or folder"))
-        declare("frame_id", "camera_optical_frame",
-                _descriptor("frame_id of the images: the camera's REP 103 optical frame"))
-        declare("max_frames", 0, _descriptor("Stop after this many frames; 0 = never",
-                                             0, 2**31 - 1, True))
+        declare(
+            "frame_id",
+            "camera_optical_frame",
+            _descriptor("frame_id of the images: the camera's REP 103 optical frame"),
+        )
+        declare(
+            "max_frames",
+            0,
+            _descriptor("Stop after this many frames; 0 = never", 0, 2**31 - 1, True),
+        )
         get = lambda name: self.get_parameter(name).value  # noqa: E731
         source = get("source")
         if source not in SOURCES:
@@ -79,10 +91,12 @@ class CameraSourceNode(Node):
             loop=get("loop"),
         )
         options = QoSOverridingOptions.with_default_policies()
-        self._image_pub = self.create_publisher(Image, "image", SENSOR_QOS,
-                                                qos_overriding_options=options)
-        self._info_pub = self.create_publisher(CameraInfo, "camera_info", SENSOR_QOS,
-                                               qos_overriding_options=options)
+        self._image_pub = self.create_publisher(
+            Image, "image", SENSOR_QOS, qos_overriding_options=options
+        )
+        self._info_pub = self.create_publisher(
+            CameraInfo, "camera_info", SENSOR_QOS, qos_overriding_options=options
+        )
         self._gt_depth_pub = self.create_publisher(Image, "ground_truth/depth", SENSOR_QOS)
         self._gt_mask_pub = self.create_publisher(Image, "ground_truth/mask", SENSOR_QOS)
         self.published = 0

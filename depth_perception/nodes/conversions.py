@@ -43,8 +43,13 @@ def array_to_image_msg(array_: np.ndarray, header: Header, encoding: str | None 
 
 def image_msg_to_array(msg: Image) -> np.ndarray:
     """The pixels of a 32FC1, 16UC1, mono8 or rgb8 message as a numpy view (no row padding)."""
-    dtypes = {"32FC1": (np.float32, 1), "16UC1": (np.uint16, 1), "mono8": (np.uint8, 1),
-              "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3)}
+    dtypes = {
+        "32FC1": (np.float32, 1),
+        "16UC1": (np.uint16, 1),
+        "mono8": (np.uint8, 1),
+        "rgb8": (np.uint8, 3),
+        "bgr8": (np.uint8, 3),
+    }
     if msg.encoding not in dtypes:
         raise ValueError(f"cannot read encoding '{msg.encoding}'")
     dtype, channels = dtypes[msg.encoding]

@@ -137,11 +137,17 @@ class MonoDepthNode(LifecycleNode):
         qos_options = QoSOverridingOptions.with_default_policies()
         self._inputs = [
             self.create_subscription(
-                Image, "image", self._on_image, qos_profile_sensor_data,
+                Image,
+                "image",
+                self._on_image,
+                qos_profile_sensor_data,
                 qos_overriding_options=qos_options,
             ),
             self.create_subscription(
-                CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
+                CameraInfo,
+                "camera_info",
+                self._on_camera_info,
+                qos_profile_sensor_data,
                 qos_overriding_options=qos_options,
             ),
         ]
@@ -344,7 +350,9 @@ class MonoDepthNode(LifecycleNode):
         if key != self._cloud_key:
             # Rays are precomputed per intrinsics and stride: rebuilt only when those change.
             self._cloud_builder = OrganizedCloudBuilder(
-                intrinsics, stride=config.points_stride, with_rgb=config.points_color,
+                intrinsics,
+                stride=config.points_stride,
+                with_rgb=config.points_color,
                 with_label=with_label,
             )
             self._cloud_key = key
