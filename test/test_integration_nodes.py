@@ -324,3 +324,83 @@ def test_synthetic_camera_source_feeds_mono_depth(ros, tmp_path):
     finally:
         harness.close()
         stop_processes([process, source])
+
+
+def _call(harness: RosHarness, client, request, timeout: float = 30.0):
+    assert client.wait_for_service(timeout_sec=60.0), f"service {client.srv_name} not available"
+    future = client.call_async(request)
+    harness.wait_for(future.done, timeout, f"reply of {client.srv_name}")
+    return future.result()
+
+
+def test_parameters_and_lifecycle_over_ros(ros, tmp_path):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rcl_interfaces.msg import ParameterType, ParameterValue
+    from rcl_interfaces.srv import DescribeParameters, SetParameters
+
+    namespace = "/it_lifecycle"
+    process = _start_mono_depth(ros, namespace, tmp_path)
+    harness = RosHarness(namespace)
+    node = harness.node
+    try:
+        _wait_for_subscription(harness)
+        set_client = node.create_client(SetParameters, "mono_depth/set_parameters")
+        describe = node.create_client(DescribeParameters, "mono_depth/describe_parameters")
+        get_state = node.create_client(GetState, "mono_depth/get_state")
+        change_state = node.create_client(ChangeState, "mono_depth/change_state")
+
+        def set_int(name, value):
+            parameter = ParameterMsg(
+                name=name,
+                value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value),
+            )
+            return _call(harness, set_client, SetParameters.Request(parameters=[parameter]))
+
+        refused = set_int("points_stride", 0).results[0]
+        assert not refused.successful and "out of range" in refused.reason
+        backend = ParameterMsg(
+            name="backend",
+            value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="cudnn"),
+        )
+        reply = _call(harness, set_client, SetParameters.Request(parameters=[backend]))
+        assert not reply.results[0].successful
+        assert "must be one of auto, onnxruntime, torch, tensorrt" in reply.results[0].reason
+        assert set_int("points_stride", 2).results[0].successful
+        described = _call(harness, describe, DescribeParameters.Request(names=["points_stride"]))
+        descriptor = described.descriptors[0]
+        assert descriptor.description and descriptor.integer_range[0].to_value == 16
+
+        # The new stride applies at run time: the next cloud is half the size.
+        harness.publish_until(
+            lambda: _publish_frame(harness, 20),
+            lambda: ("points", _stamp_ns(_header(20))) in harness.monitor.by_stamp,
+            60,
+            "a cloud after the stride change",
+        )
+        cloud = harness.monitor.by_stamp[("points", _stamp_ns(_header(20)))]
+        assert (cloud.width, cloud.height) == (WIDTH // 2, HEIGHT // 2)
+
+        assert _call(harness, get_state, GetState.Request()).current_state.label == "active"
+        for transition, label in (
+            (Transition.TRANSITION_DEACTIVATE, "inactive"),
+            (Transition.TRANSITION_CLEANUP, "unconfigured"),
+            (Transition.TRANSITION_CONFIGURE, "inactive"),
+            (Transition.TRANSITION_ACTIVATE, "active"),
+        ):
+            request = ChangeState.Request()
+            request.transition.id = transition
+            assert _call(harness, change_state, request, timeout=120).success, label
+            assert _call(harness, get_state, GetState.Request()).current_state.label == label
+        # Serving again after the full cycle.
+        harness.publish_until(
+            lambda: _publish_frame(harness, 21),
+            lambda: ("depth/image", _stamp_ns(_header(21))) in harness.monitor.by_stamp,
+            60,
+            "depth after a reconfigure cycle",
+        )
+    finally:
+        harness.close()
+        codes = stop_processes([process])
+    assert codes == [0]
