@@ -1,0 +1,301 @@
+"""Augmentations of :class:`~training.data.sample.Sample` that keep the intrinsics consistent.
+
+Geometric transforms move the pixels and update ``intrinsics`` so that every pixel still sees
+the same ray (pixel-centre convention of ``CameraIntrinsics``):
+
+* crop at (x0, y0): ``cx -= x0``, ``cy -= y0``;
+* resize to w x h: ``CameraIntrinsics.scaled(w, h)``;
+* horizontal flip: ``cx -> W - 1 - cx``; relative ``poses`` are mirrored too
+  (``S T S`` with ``S = diag(-1, 1, 1, 1)``), so a flipped sequence stays a rigid motion.
+
+Depth, validity and labels are resampled nearest-neighbour with the same pixel-centre
+convention (``cv2.INTER_NEAREST_EXACT``; plain ``INTER_NEAREST`` is shifted by half a pixel),
+so no value is interpolated across an invalid pixel or a class boundary. Metric depth is
+unchanged by resizing: the focal length carries the scale.
+
+Photometric transforms (colour jitter, channel swap) change ``image`` and every neighbour
+identically, keeping photometric losses between frames consistent.
+
+Random transforms draw from their own generator, seeded per process from ``seed`` and
+``torch.initial_seed()`` (which the DataLoader sets differently for each worker and epoch),
+or from an explicit ``rng`` argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from training.data.sample import Sample
+
+_FLIP = np.diag([-1.0, 1.0, 1.0, 1.0])
+
+
+def crop(sample: Sample, x0: int, y0: int, width: int, height: int) -> Sample:
+    """Cut the ``width`` x ``height`` window at column ``x0``, row ``y0``.
+
+    Raises:
+        ValueError: the window is empty or leaves the image.
+    """
+    w, h = sample.width, sample.height
+    if width < 1 or height < 1 or x0 < 0 or y0 < 0 or x0 + width > w or y0 + height > h:
+        raise ValueError(f"crop {width}x{height} at ({x0}, {y0}) does not fit a {w}x{h} image")
+    win = (slice(y0, y0 + height), slice(x0, x0 + width))
+    k = sample.intrinsics
+    intr = dataclasses.replace(k, cx=k.cx - x0, cy=k.cy - y0, width=width, height=height)
+    return dataclasses.replace(
+        sample,
+        image=np.ascontiguousarray(sample.image[win]),
+        depth=np.ascontiguousarray(sample.depth[win]),
+        valid=np.ascontiguousarray(sample.valid[win]),
+        labels=np.ascontiguousarray(sample.labels[win]),
+        intrinsics=intr,
+        neighbours=[np.ascontiguousarray(n[win]) for n in sample.neighbours],
+    )
+
+
+def _resize_nearest(arr: np.ndarray, width: int, height: int) -> np.ndarray:
+    if arr.dtype == np.bool_:
+        out = cv2.resize(
+            arr.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST_EXACT
+        )
+        return out.astype(bool)
+    return cv2.resize(arr, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def _resize_image(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    shrink = width < img.shape[1] and height < img.shape[0]
+    # INTER_AREA anti-aliases when shrinking; both are pixel-centre aligned
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(img, (width, height), interpolation=interp)
+
+
+def resize(sample: Sample, width: int, height: int) -> Sample:
+    """Resample the sample to ``width`` x ``height`` (intrinsics via ``scaled``).
+
+    Raises:
+        ValueError: non-positive size.
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"resize target must be positive, got {width}x{height}")
+    if (width, height) == (sample.width, sample.height):
+        return sample
+    return dataclasses.replace(
+        sample,
+        image=_resize_image(sample.image, width, height),
+        depth=_resize_nearest(sample.depth, width, height),
+        valid=_resize_nearest(sample.valid, width, height),
+        labels=_resize_nearest(sample.labels, width, height),
+        intrinsics=sample.intrinsics.scaled(width, height),
+        neighbours=[_resize_image(n, width, height) for n in sample.neighbours],
+    )
+
+
+def hflip(sample: Sample) -> Sample:
+    """Mirror left-right: ``cx -> W - 1 - cx``, poses mirrored (see module docstring)."""
+    k = sample.intrinsics
+    return dataclasses.replace(
+        sample,
+        image=np.ascontiguousarray(sample.image[:, ::-1]),
+        depth=np.ascontiguousarray(sample.depth[:, ::-1]),
+        valid=np.ascontiguousarray(sample.valid[:, ::-1]),
+        labels=np.ascontiguousarray(sample.labels[:, ::-1]),
+        intrinsics=dataclasses.replace(k, cx=k.width - 1 - k.cx),
+        neighbours=[np.ascontiguousarray(n[:, ::-1]) for n in sample.neighbours],
+        poses=None if sample.poses is None else [_FLIP @ p @ _FLIP for p in sample.poses],
+    )
+
+
+def _map_images(sample: Sample, fn: Callable[[np.ndarray], np.ndarray]) -> Sample:
+    return dataclasses.replace(
+        sample, image=fn(sample.image), neighbours=[fn(n) for n in sample.neighbours]
+    )
+
+
+class RandomTransform:
+    """Base of the random transforms: a lazily seeded per-process generator.
+
+    Args:
+        seed: mixed with ``torch.initial_seed()`` so that each DataLoader worker (and each
+            epoch with non-persistent workers) draws differently yet reproducibly.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = int(seed)
+        self._rng: np.random.Generator | None = None
+        self._pid = -1
+
+    def generator(self) -> np.random.Generator:
+        if self._rng is None or self._pid != os.getpid():
+            self._rng = np.random.default_rng([self.seed, torch.initial_seed() % (2**63)])
+            self._pid = os.getpid()
+        return self._rng
+
+    def __call__(self, sample: Sample, rng: np.random.Generator | None = None) -> Sample:
+        return self.apply(sample, rng if rng is not None else self.generator())
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        raise NotImplementedError
+
+
+class Compose:
+    """Apply transforms in order (random ones draw from their own generators)."""
+
+    def __init__(self, transforms: Sequence) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, sample: Sample) -> Sample:
+        for t in self.transforms:
+            sample = t(sample)
+        return sample
+
+
+class Resize:
+    """Deterministic resize to ``width`` x ``height`` (e.g. for evaluation)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = int(width), int(height)
+
+    def __call__(self, sample: Sample) -> Sample:
+        return resize(sample, self.width, self.height)
+
+
+class CenterCrop:
+    """Deterministic centre crop to ``width`` x ``height``."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = int(width), int(height)
+
+    def __call__(self, sample: Sample) -> Sample:
+        x0 = (sample.width - self.width) // 2
+        y0 = (sample.height - self.height) // 2
+        return crop(sample, x0, y0, self.width, self.height)
+
+
+class RandomCrop(RandomTransform):
+    """Crop a random ``width`` x ``height`` window (the image must be at least that size)."""
+
+    def __init__(self, width: int, height: int, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.width, self.height = int(width), int(height)
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if sample.width < self.width or sample.height < self.height:
+            raise ValueError(
+                f"cannot crop {self.width}x{self.height} from a {sample.width}x{sample.height} "
+                "image; use RandomScaleCrop or Resize first"
+            )
+        x0 = int(rng.integers(0, sample.width - self.width + 1))
+        y0 = int(rng.integers(0, sample.height - self.height + 1))
+        return crop(sample, x0, y0, self.width, self.height)
+
+
+class RandomScaleCrop(RandomTransform):
+    """Resize by a random factor, then crop a random ``width`` x ``height`` window.
+
+    The factor is drawn log-uniformly from ``scale_range`` times the smallest factor at which
+    the image still covers the window, so the crop always fits.
+    """
+
+    def __init__(
+        self, width: int, height: int, scale_range: tuple[float, float] = (1.0, 1.5), seed: int = 0
+    ) -> None:
+        super().__init__(seed)
+        if not 0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f"scale_range must be 0 < low <= high, got {scale_range}")
+        if scale_range[0] < 1.0:
+            raise ValueError(
+                f"scale_range must be >= 1 (relative to the covering size), got {scale_range}"
+            )
+        self.width, self.height = int(width), int(height)
+        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        cover = max(self.width / sample.width, self.height / sample.height)
+        lo, hi = np.log(self.scale_range[0]), np.log(self.scale_range[1])
+        s = cover * float(np.exp(rng.uniform(lo, hi)))
+        w = max(self.width, round(sample.width * s))
+        h = max(self.height, round(sample.height * s))
+        sample = resize(sample, w, h)
+        x0 = int(rng.integers(0, w - self.width + 1))
+        y0 = int(rng.integers(0, h - self.height + 1))
+        return crop(sample, x0, y0, self.width, self.height)
+
+
+class RandomHorizontalFlip(RandomTransform):
+    """Flip with probability ``p``."""
+
+    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.p = float(p)
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        return hflip(sample) if rng.random() < self.p else sample
+
+
+class ColorJitter(RandomTransform):
+    """Random brightness, contrast and saturation factors in ``[1 - x, 1 + x]``."""
+
+    def __init__(
+        self,
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        saturation: float = 0.2,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(seed)
+        self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        b = rng.uniform(1 - self.brightness, 1 + self.brightness)
+        c = rng.uniform(1 - self.contrast, 1 + self.contrast)
+        s = rng.uniform(1 - self.saturation, 1 + self.saturation)
+
+        def jitter(img: np.ndarray) -> np.ndarray:
+            x = img.astype(np.float32) * np.float32(b)
+            grey = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            x = (x - grey.mean()) * np.float32(c) + grey.mean()
+            grey = (x @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+            x = (x - grey) * np.float32(s) + grey
+            return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+        return _map_images(sample, jitter)
+
+
+class RandomChannelSwap(RandomTransform):
+    """Permute the colour channels randomly with probability ``p``."""
+
+    def __init__(self, p: float = 0.25, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.p = float(p)
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        if rng.random() >= self.p:
+            return sample
+        order = rng.permutation(3)
+        return _map_images(sample, lambda img: np.ascontiguousarray(img[..., order]))
+
+
+def train_transform(
+    width: int,
+    height: int,
+    scale_range: tuple[float, float] = (1.0, 1.5),
+    flip: bool = True,
+    jitter: bool = True,
+    channel_swap: float = 0.0,
+    seed: int = 0,
+) -> Compose:
+    """The usual training pipeline: random scale + crop, flip, colour jitter, channel swap."""
+    steps: list = [RandomScaleCrop(width, height, scale_range, seed=seed)]
+    if flip:
+        steps.append(RandomHorizontalFlip(0.5, seed=seed + 1))
+    if jitter:
+        steps.append(ColorJitter(seed=seed + 2))
+    if channel_swap > 0:
+        steps.append(RandomChannelSwap(channel_swap, seed=seed + 3))
+    return Compose(steps)

@@ -1,0 +1,248 @@
+"""Samples from the procedural synthetic worlds of ``depth_perception.synthetic``.
+
+Splits are disjoint ranges of scene indices, so no scene is shared between them:
+train 0..7999, val 8000..8999, test 9000..9999 (the demo renders scenes 9000+, i.e. test).
+Sample ``i`` is frame slot ``i % frames_per_scene`` of scene ``start + i // frames_per_scene``;
+the slots are spread evenly along the scene's closed camera path. Sky (+inf depth) is invalid
+(``depth`` 0, ``valid`` False); labels are the family's classes (``classes_for(family)``).
+
+Frames are rendered on the fly (deterministic in seed, scene, frame and camera settings) or,
+with ``cache_dir``, rendered once and stored as one ``.npz`` per frame (written atomically,
+so several DataLoader workers can share a cache directory).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depth_perception.camera import CameraIntrinsics
+from training.data.base import CorruptSampleError, SampleDataset, Transform
+from training.data.sample import Sample, relative_pose
+
+SPLIT_SCENES: dict[str, tuple[int, int]] = {
+    "train": (0, 8000),
+    "val": (8000, 9000),
+    "test": (9000, 10000),
+}
+
+
+class SyntheticDataset(SampleDataset):
+    """Single frames of the synthetic worlds (see the module docstring).
+
+    Args:
+        family: ``"indoor"`` or ``"road"``.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        width, height: image size.
+        frames_per_scene: frames taken from each scene's camera path.
+        seed: global seed of the worlds.
+        cache_dir: optional directory for rendered frames (.npz).
+        num_scenes: use only the first ``num_scenes`` scenes of the split (default: all).
+        hfov_deg: horizontal field of view of the camera.
+        transform: applied to every sample.
+
+    Raises:
+        ValueError: unknown family or split, or non-positive sizes / counts.
+    """
+
+    name = "synthetic"
+
+    def __init__(
+        self,
+        family: str = "indoor",
+        split: str = "train",
+        width: int = 320,
+        height: int = 240,
+        frames_per_scene: int = 8,
+        seed: int = 0,
+        cache_dir: str | os.PathLike[str] | None = None,
+        num_scenes: int | None = None,
+        hfov_deg: float = 70.0,
+        transform: Transform | None = None,
+    ) -> None:
+        super().__init__(transform)
+        from depth_perception.synthetic.classes import classes_for
+
+        names, _ = classes_for(family)  # raises ValueError for an unknown family
+        if split not in SPLIT_SCENES:
+            raise ValueError(f"split must be one of {tuple(SPLIT_SCENES)}, got {split!r}")
+        if frames_per_scene < 1 or width < 8 or height < 8:
+            raise ValueError(
+                f"need frames_per_scene >= 1 and a size of at least 8x8, got {frames_per_scene}, "
+                f"{width}x{height}"
+            )
+        start, stop = SPLIT_SCENES[split]
+        if num_scenes is not None:
+            if not 1 <= num_scenes <= stop - start:
+                raise ValueError(f"num_scenes must be in 1..{stop - start} for {split!r}")
+            stop = start + int(num_scenes)
+        self.family = family
+        self.split = split
+        self.width, self.height = int(width), int(height)
+        self.frames_per_scene = int(frames_per_scene)
+        self.seed = int(seed)
+        self.hfov_deg = float(hfov_deg)
+        self.scene_range = (start, stop)
+        self.class_names = tuple(names)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._worlds: OrderedDict[int, Any] = OrderedDict()
+        self.max_worlds = 4  # worlds kept per process; a scene is ~30 ms to rebuild
+
+    def __len__(self) -> int:
+        return (self.scene_range[1] - self.scene_range[0]) * self.frames_per_scene
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_worlds"] = OrderedDict()
+        return state
+
+    def scene_and_slot(self, index: int) -> tuple[int, int]:
+        """(scene index, frame slot) of sample ``index``."""
+        return self.scene_range[0] + index // self.frames_per_scene, index % self.frames_per_scene
+
+    def path_of(self, index: int) -> str:
+        scene, slot = self.scene_and_slot(index)
+        return (
+            str(self._cache_path(scene, slot, 0))
+            if self.cache_dir
+            else (f"synthetic:{self.family}/seed{self.seed}/scene{scene}/slot{slot}")
+        )
+
+    def world(self, scene: int) -> Any:
+        """The ``SyntheticWorld`` of ``scene`` (kept in a small per-process cache)."""
+        from depth_perception.synthetic.world import SyntheticWorld
+
+        if scene in self._worlds:
+            self._worlds.move_to_end(scene)
+            return self._worlds[scene]
+        world = SyntheticWorld(
+            self.family, self.width, self.height, self.seed, self.hfov_deg, scene_index=scene
+        )
+        self._worlds[scene] = world
+        while len(self._worlds) > self.max_worlds:
+            self._worlds.popitem(last=False)
+        return world
+
+    def path_index(self, world: Any, slot: int) -> int:
+        """Frame index on the camera path of frame slot ``slot``."""
+        return (slot * world.frames_per_loop) // self.frames_per_scene
+
+    def _cache_path(self, scene: int, slot: int, offset: int) -> Path:
+        root = self.cache_dir if self.cache_dir is not None else Path(".")
+        tag = f"{self.family}_{self.width}x{self.height}_h{self.hfov_deg:g}_s{self.seed}"
+        return root / tag / f"{scene:05d}" / f"f{slot:04d}_o{offset:+d}.npz"
+
+    def frame(self, scene: int, slot: int, offset: int = 0) -> dict[str, np.ndarray]:
+        """Render (or read from the cache) slot ``slot`` of ``scene`` moved by ``offset`` frames.
+
+        Returns ``rgb``, ``depth`` (+inf sky), ``labels``, ``K`` (3x3) and ``pose`` (4x4
+        camera-to-world).
+        """
+        path = self._cache_path(scene, slot, offset) if self.cache_dir else None
+        if path is not None and path.is_file():
+            try:
+                with np.load(path) as data:
+                    return {k: data[k] for k in ("rgb", "depth", "labels", "K", "pose")}
+            except (OSError, ValueError, KeyError, EOFError) as err:
+                raise CorruptSampleError(
+                    path, f"unreadable cache file ({err}); delete it"
+                ) from err
+        world = self.world(scene)
+        fr = world.render(self.path_index(world, slot) + offset)
+        out = {
+            "rgb": fr.rgb,
+            "depth": fr.depth,
+            "labels": fr.labels,
+            "K": fr.intrinsics.matrix,
+            "pose": fr.pose,
+        }
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, **out)
+            os.replace(tmp, path)  # atomic: concurrent workers never read a partial file
+        return out
+
+    def _intrinsics(self, k: np.ndarray) -> CameraIntrinsics:
+        return CameraIntrinsics.from_matrix(k, self.width, self.height)
+
+    def load(self, index: int) -> Sample:
+        scene, slot = self.scene_and_slot(index)
+        fr = self.frame(scene, slot)
+        return Sample.build(
+            fr["rgb"],
+            self._intrinsics(fr["K"]),
+            depth=fr["depth"],
+            labels=fr["labels"],
+            meta={"scene": scene, "slot": slot, "pose": fr["pose"]},
+        )
+
+
+class SyntheticSequenceDataset(SyntheticDataset):
+    """Synthetic frames with temporal neighbours and exact relative poses (self-supervised).
+
+    Same arguments as :class:`SyntheticDataset` plus ``frame_offsets`` (neighbours, in path
+    frames times ``stride``). ``poses[k]`` maps target-camera points into neighbour k's camera
+    (``inv(pose_nb) @ pose_target``); ``meta["pose"]`` is the target's camera-to-world pose.
+    """
+
+    name = "synthetic_sequence"
+
+    def __init__(
+        self,
+        family: str = "indoor",
+        split: str = "train",
+        width: int = 320,
+        height: int = 240,
+        frames_per_scene: int = 8,
+        seed: int = 0,
+        cache_dir: str | os.PathLike[str] | None = None,
+        num_scenes: int | None = None,
+        hfov_deg: float = 70.0,
+        frame_offsets: Sequence[int] = (-1, 1),
+        stride: int = 1,
+        transform: Transform | None = None,
+    ) -> None:
+        super().__init__(
+            family,
+            split,
+            width,
+            height,
+            frames_per_scene,
+            seed,
+            cache_dir,
+            num_scenes,
+            hfov_deg,
+            transform,
+        )
+        self.frame_offsets = tuple(int(o) for o in frame_offsets)
+        if not self.frame_offsets or 0 in self.frame_offsets or stride < 1:
+            raise ValueError(
+                f"frame_offsets must be non-empty and non-zero and stride >= 1, got "
+                f"{frame_offsets}, {stride}"
+            )
+        self.stride = int(stride)
+
+    def load(self, index: int) -> Sample:
+        scene, slot = self.scene_and_slot(index)
+        fr = self.frame(scene, slot)
+        nbs = [self.frame(scene, slot, o * self.stride) for o in self.frame_offsets]
+        return Sample.build(
+            fr["rgb"],
+            self._intrinsics(fr["K"]),
+            depth=fr["depth"],
+            labels=fr["labels"],
+            neighbours=[nb["rgb"] for nb in nbs],
+            poses=[relative_pose(fr["pose"], nb["pose"]) for nb in nbs],
+            meta={
+                "scene": scene,
+                "slot": slot,
+                "pose": fr["pose"],
+                "offsets": tuple(o * self.stride for o in self.frame_offsets),
+            },
+        )
