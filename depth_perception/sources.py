@@ -403,3 +403,35 @@ def open_source(kind: str, **kwargs: Any) -> FrameSource:
 
 def _parameters(cls: type[FrameSource]) -> set[str]:
     return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+
+class ReplaySource(FrameSource):
+    """Reads ``count`` frames of another source once, then replays them in a loop.
+
+    For benchmarks: the consumer is measured, not the renderer or decoder behind the source.
+    """
+
+    def __init__(self, source: FrameSource, count: int) -> None:
+        if count <= 0:
+            raise ValueError(f"count must be > 0, got {count}")
+        self._frames: list[SourceFrame] = []
+        for _ in range(count):
+            frame = source.read()
+            if frame is None:
+                break
+            self._frames.append(frame)
+        source.close()
+        if not self._frames:
+            raise ValueError("the source gave no frame to replay")
+        self.frame_rate = source.frame_rate
+        self._next = 0
+
+    def read(self) -> SourceFrame | None:
+        if not self._frames:
+            return None
+        frame = self._frames[self._next % len(self._frames)]
+        self._next += 1
+        return frame
+
+    def close(self) -> None:
+        self._frames = []

@@ -163,3 +163,14 @@ def test_open_source_factory(tmp_path):
         assert source.loop and len(source) == 1
     with pytest.raises(TypeError, match="widht"):
         open_source("images", path=tmp_path, widht=3)
+
+
+def test_replay_source_cycles_the_first_frames():
+    from depth_perception.sources import ReplaySource, SyntheticSource
+
+    replay = ReplaySource(SyntheticSource("indoor", 64, 48, scene_index=1), 3)
+    frames = [replay.read() for _ in range(7)]
+    assert frames[0] is frames[3] is frames[6]
+    assert frames[1] is not frames[0]
+    with pytest.raises(ValueError, match="count"):
+        ReplaySource(SyntheticSource("indoor", 64, 48), 0)

@@ -201,8 +201,12 @@ def write_preview(preview: dict[str, np.ndarray], path: Path, max_depth: float) 
     return path
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Start the source and the node, watch for ``args.duration`` seconds, report."""
+def run_monitored(args: argparse.Namespace, replay_frames: int = 0) -> dict[str, object]:
+    """Start the source and the node, watch for ``args.duration`` seconds, return the figures.
+
+    With ``replay_frames`` the camera renders that many frames once and replays them, so the
+    node (not the renderer) is what is measured.
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -219,12 +223,14 @@ def run_demo(args: argparse.Namespace) -> int:
         "rate_hz": args.rate,
         "seed": args.seed,
         "scene": args.scene,
+        "replay_frames": replay_frames,
     }
     node_params = {"model": args.model, "weights": args.weights, "backend": args.backend}
-    print(
-        f"[demo] ROS_DOMAIN_ID={domain}, Fast DDS profile {env['FASTRTPS_DEFAULT_PROFILES_FILE']}"
-    )
-    print(f"[demo] logs of the two nodes in {output}/")
+    for name in ("input_width", "input_height"):
+        if getattr(args, name, 0):
+            node_params[name] = getattr(args, name)
+    profile = env["FASTRTPS_DEFAULT_PROFILES_FILE"]
+    print(f"[ros] ROS_DOMAIN_ID={domain}, Fast DDS profile {profile}, logs in {output}/")
     processes = [
         start_node("mono_depth_node", env, node_params, log_path=output / "mono_depth.log"),
         start_node(
@@ -232,28 +238,30 @@ def run_demo(args: argparse.Namespace) -> int:
         ),
     ]
     rclpy.init()
-    node = rclpy.create_node("depth_perception_demo_monitor")
+    node = rclpy.create_node("depth_perception_monitor")
     monitor = TopicMonitor(node)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
+    error = None
     try:
         deadline = time.monotonic() + args.startup_timeout
         while monitor.results.counts.get("depth/image", 0) == 0:
             if time.monotonic() > deadline:
-                print(
-                    "[demo] FAILED: no depth image within "
-                    f"{args.startup_timeout:.0f} s; see {output}/mono_depth.log"
+                error = (
+                    f"no depth image within {args.startup_timeout:.0f} s; see "
+                    f"{output}/mono_depth.log"
                 )
-                return 1
+                break
             if any(p.poll() is not None for p in processes):
-                print(f"[demo] FAILED: a node exited early; see the logs in {output}/")
-                return 1
+                error = f"a node exited early; see the logs in {output}/"
+                break
             time.sleep(0.2)
-        # Measure from a clean start: the first frames include start-up.
-        monitor.reset()
-        time.sleep(args.duration)
+        if error is None:
+            # Measure from a clean start: the first frames include start-up.
+            monitor.reset()
+            time.sleep(args.duration)
     finally:
         stop_processes(processes)
         results = monitor.results
@@ -262,7 +270,31 @@ def run_demo(args: argparse.Namespace) -> int:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-    return report(results, preview, confusion, output, args)
+    latency = np.asarray(results.latencies_ms or [np.nan])
+    diagnostics = results.diagnostics
+    return {
+        "ok": error is None,
+        "error": error,
+        "results": results,
+        "preview": preview,
+        "confusion": confusion,
+        "fps": results.rate("depth/image"),
+        "latency_mean_ms": float(np.mean(latency)),
+        "latency_p95_ms": float(np.percentile(latency, 95)),
+        "dropped": diagnostics.get("dropped_frames", "?"),
+        "node_stages": {
+            k[6:-3]: float(v) for k, v in diagnostics.items() if k.startswith("stage_")
+        },
+    }
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The demo: run, report, write the preview."""
+    run = run_monitored(args)
+    if not run["ok"]:
+        print(f"[demo] FAILED: {run['error']}")
+        return 1
+    return report(run["results"], run["preview"], run["confusion"], Path(args.output), args)
 
 
 def report(results: MonitorResults, preview, confusion, output: Path, args) -> int:

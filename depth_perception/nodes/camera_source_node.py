@@ -17,7 +17,7 @@ from std_msgs.msg import Header
 
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.nodes.conversions import array_to_image_msg, camera_info_msg
-from depth_perception.sources import FrameSource, open_source
+from depth_perception.sources import FrameSource, ReplaySource, open_source
 
 SOURCES = ("synthetic", "video", "images", "v4l2")
 # REP 2003: sensor drivers publish reliable; best-effort subscribers still connect.
@@ -71,6 +71,16 @@ class CameraSourceNode(Node):
             0,
             _descriptor("Stop after this many frames; 0 = never", 0, 2**31 - 1, True),
         )
+        declare(
+            "replay_frames",
+            0,
+            _descriptor(
+                "Read this many frames once and replay them (benchmarks); 0 = live",
+                0,
+                10000,
+                True,
+            ),
+        )
         get = lambda name: self.get_parameter(name).value  # noqa: E731
         source = get("source")
         if source not in SOURCES:
@@ -90,6 +100,8 @@ class CameraSourceNode(Node):
             hfov_deg=self._hfov,
             loop=get("loop"),
         )
+        if get("replay_frames"):
+            self._source = ReplaySource(self._source, get("replay_frames"))
         options = QoSOverridingOptions.with_default_policies()
         self._image_pub = self.create_publisher(
             Image, "image", SENSOR_QOS, qos_overriding_options=options
