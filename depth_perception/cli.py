@@ -28,6 +28,101 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _training_module(name: str):
+    # The training subpackage sits beside depth_perception in the source tree and is installed
+    # with it; the core never imports it, only these handlers do, lazily.
+    import importlib
+
+    try:
+        return importlib.import_module(f"training.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "training":
+            raise SystemExit(
+                "depth-perception: the training subpackage is not installed; run from the "
+                "source tree or install the package with pip install -e ."
+            ) from exc
+        raise
+
+
+def _run_training_command(module: str, args: argparse.Namespace) -> int:
+    try:
+        return _training_module(module).main(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        # Configuration and data errors carry a message saying what to change: show it
+        # without a traceback, like argparse does for bad arguments.
+        print(f"depth-perception {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    return _run_training_command("trainer", args)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    return _run_training_command("evaluate", args)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    return _run_training_command("export_cli", args)
+
+
+def _cmd_teacher(args: argparse.Namespace) -> int:
+    return _run_training_command("teacher", args)
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    return _run_training_command("bundle", args)
+
+
+def _add_training_commands(commands: argparse._SubParsersAction) -> None:
+    try:
+        from training import cli_args  # argparse only: keeps --help fast
+    except ModuleNotFoundError:
+        return  # installed without the training subpackage: no training commands
+    specs = (
+        (
+            "train",
+            "train a recipe (training/configs/*.yaml); resumes its run directory",
+            cli_args.add_train_arguments,
+            _cmd_train,
+        ),
+        (
+            "eval",
+            "evaluate a checkpoint on a data set and print the metrics table",
+            cli_args.add_eval_arguments,
+            _cmd_eval,
+        ),
+        (
+            "export",
+            "export a checkpoint to ONNX (parity-checked), optionally TensorRT",
+            cli_args.add_export_arguments,
+            _cmd_export,
+        ),
+        (
+            "teacher",
+            "write a teacher model's pseudo-labels; fit the depth correction table",
+            cli_args.add_teacher_arguments,
+            _cmd_teacher,
+        ),
+        (
+            "bundle",
+            "copy a trained checkpoint into the package as its default weights",
+            cli_args.add_bundle_arguments,
+            _cmd_bundle,
+        ),
+    )
+    for name, help_text, add_arguments, handler in specs:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
+        sub.set_defaults(handler=handler)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from depth_perception.apps.bench import run_bench
+
+    return run_bench(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depth-perception",
@@ -43,12 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(demo)
     demo.set_defaults(handler=_cmd_demo)
+    bench = commands.add_parser(
+        "bench", help="model-only, per-stage and end-to-end ROS 2 speed, side by side"
+    )
+    from depth_perception.apps.bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=_cmd_bench)
+    _add_training_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``depth-perception`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded by `train` in its checkpoints
     return int(args.handler(args) or 0)
 
 

@@ -1,0 +1,86 @@
+"""``depth-perception export``: checkpoint -> ONNX (parity-checked) [-> TensorRT engine].
+
+The ONNX graph has dynamic batch and, where the model allows (no ``fixed_input_size``),
+dynamic H and W; it carries the checkpoint metadata (``depth_perception.export``). The parity
+check runs ONNX Runtime against eager PyTorch at the export size and at a second size. With
+``--tensorrt`` an engine is built next to the ONNX file when TensorRT (and CUDA) are available,
+otherwise the command says so and exits with status 3 (the ONNX file is still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_NO_TENSORRT = 3
+
+
+def build_tensorrt_engine(
+    onnx_path: Path, width: int, height: int, precision: str = "fp16"
+) -> Path:
+    """Build a TensorRT engine for ``onnx_path`` at ``width`` x ``height``.
+
+    Returns:
+        The engine file ``<onnx stem>.plan`` beside the ONNX file.
+
+    Raises:
+        depth_perception.backends.base.BackendUnavailableError: no TensorRT or no CUDA.
+    """
+    from depth_perception.backends.tensorrt_backend import TensorRTBackend
+
+    cache = onnx_path.parent / ".engine_cache"
+    backend = TensorRTBackend(onnx_path, width, height, cache, precision=precision)
+    target = onnx_path.with_suffix(".plan")
+    shutil.copyfile(backend.engine_path, target)
+    return target
+
+
+def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
+    """``depth-perception export``: export a checkpoint to ONNX, optionally TensorRT."""
+    from training.cli_args import add_export_arguments
+
+    if not isinstance(args, argparse.Namespace):
+        parser = argparse.ArgumentParser(prog="depth-perception export", description=main.__doc__)
+        add_export_arguments(parser)
+        args = parser.parse_args(args)
+
+    from depth_perception.checkpoint import load_checkpoint
+    from depth_perception.export import export_to_onnx_from_checkpoint
+
+    output = Path(args.output)
+    if output.suffix != ".onnx":
+        raise SystemExit(f"--output must be a .onnx file, got {output}")
+    meta, _ = load_checkpoint(args.checkpoint)
+    width = args.width or meta.input_width
+    height = args.height or meta.input_height
+    path = export_to_onnx_from_checkpoint(
+        args.checkpoint,
+        output,
+        width,
+        height,
+        dynamic_size=not args.static,
+        opset=args.opset,
+        check=not args.no_check,
+    )
+    checked = "skipped" if args.no_check else "passed"
+    shape = f"{width}x{height}" + ("" if args.static else " (H and W dynamic where allowed)")
+    print(f"wrote {path}: {meta.model}, example input {shape}, parity check {checked}")
+    if not args.tensorrt:
+        return 0
+    from depth_perception.backends.base import BackendUnavailableError
+
+    try:
+        engine = build_tensorrt_engine(path, width, height, args.precision)
+    except BackendUnavailableError as exc:
+        print(
+            f"no TensorRT engine built: {exc}. The ONNX file is ready; build the engine on the "
+            f"target machine with `depth-perception export ... --tensorrt` there, or "
+            f"`trtexec --onnx={path} --saveEngine={path.with_suffix('.plan')}"
+            f"{' --fp16' if args.precision == 'fp16' else ''}` (the node also builds and caches "
+            "one itself with backend:=tensorrt)."
+        )
+        return EXIT_NO_TENSORRT
+    print(f"wrote {engine} (TensorRT {args.precision}, {width}x{height})")
+    return 0
