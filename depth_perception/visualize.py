@@ -15,7 +15,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-IGNORE_LABEL = 255
+from depth_perception.classes import IGNORE_LABEL
+
 """Label id reserved for "unlabelled" pixels (drawn black, left untouched by overlays)."""
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from torchvision.models import mobilenet_v2
 from torchvision.models.mobilenetv2 import InvertedResidual
 
+from depth_perception.classes import CITYSCAPES_CLASSES
 from depth_perception.models.registry import DepthModel, register_model
 
 PAPER = (
@@ -34,27 +35,6 @@ PAPER = (
     "with Extremely Light-Weight Neural Network"
 )
 
-CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
 
 WIDTH_MULT = 0.35
 INPUT_MULTIPLE = 32

@@ -37,7 +37,11 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE_LABEL = 255
+from depth_perception.classes import (  # noqa: F401 - IGNORE_LABEL re-exported for users
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    IGNORE_LABEL,
+)
 
 INDOOR_CLASSES: tuple[str, ...] = (
     "wall",
@@ -81,52 +85,9 @@ INDOOR_PALETTE: np.ndarray = np.array(
     dtype=np.uint8,
 )
 
-ROAD_CLASSES: tuple[str, ...] = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
+ROAD_CLASSES: tuple[str, ...] = CITYSCAPES_CLASSES
 
-ROAD_PALETTE: np.ndarray = np.array(
-    [
-        (128, 64, 128),  # road
-        (244, 35, 232),  # sidewalk
-        (70, 70, 70),  # building
-        (102, 102, 156),  # wall
-        (190, 153, 153),  # fence
-        (153, 153, 153),  # pole
-        (250, 170, 30),  # traffic light
-        (220, 220, 0),  # traffic sign
-        (107, 142, 35),  # vegetation
-        (152, 251, 152),  # terrain
-        (70, 130, 180),  # sky
-        (220, 20, 60),  # person
-        (255, 0, 0),  # rider
-        (0, 0, 142),  # car
-        (0, 0, 70),  # truck
-        (0, 60, 100),  # bus
-        (0, 80, 100),  # train
-        (0, 0, 230),  # motorcycle
-        (119, 11, 32),  # bicycle
-    ],
-    dtype=np.uint8,
-)
+ROAD_PALETTE: np.ndarray = CITYSCAPES_PALETTE
 
 FAMILIES: tuple[str, ...] = ("indoor", "road")
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from depth_perception.camera import CameraIntrinsics
+from depth_perception.classes import CITYSCAPES_CLASSES
 from training.data.base import (
     CorruptSampleError,
     SampleDataset,
@@ -42,27 +43,6 @@ from training.data.sample import Sample
 
 log = logging.getLogger(__name__)
 
-CITYSCAPES_CLASSES: tuple[str, ...] = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
 # label id -> train id of the 19 evaluated classes (cityscapesscripts/helpers/labels.py)
 LABEL_ID_TO_TRAIN_ID: dict[int, int] = {
     label_id: train_id

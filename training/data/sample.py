@@ -33,8 +33,7 @@ import numpy as np
 import torch
 
 from depth_perception.camera import CameraIntrinsics
-
-IGNORE_LABEL = 255
+from depth_perception.classes import IGNORE_LABEL
 
 # ImageNet statistics (RGB, for images scaled to [0, 1]); the models' default normalisation.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
