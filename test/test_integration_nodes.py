@@ -126,12 +126,15 @@ def _publish_frame(harness: RosHarness, index: int, encoding: str = "rgb8") -> H
 
 
 def _wait_for_subscription(harness: RosHarness) -> None:
-    # The probe's own monitor subscribes to image too: wait for a second subscriber.
-    harness.wait_for(
-        lambda: harness.image_pub.get_subscription_count() > 1,
-        120,
-        "mono_depth to subscribe to image",
-    )
+    # The probe's own monitor subscribes to image too: wait for a second subscriber, and stop
+    # at once when the node reports that it could not configure.
+    def ready() -> bool:
+        message = harness.monitor.results.diagnostics.get("message", "")
+        if message.startswith("configure failed"):
+            raise AssertionError(f"mono_depth did not configure: {message}")
+        return harness.image_pub.get_subscription_count() > 1
+
+    harness.wait_for(ready, 120, "mono_depth to subscribe to image")
 
 
 def _stamp_ns(header: Header) -> int:
@@ -242,7 +245,7 @@ def test_every_output_topic_of_mono_depth(ros, tmp_path):
             "stage_inference_ms",
             "stage_points_ms",
         ):
-            assert key in diagnostics, key
+            assert key in harness.monitor.results.diagnostic_keys, key
         assert diagnostics["backend"] == "onnxruntime"
         # bgr8 and rgb8 frames of the same scene must give the same overlay colours' input:
         # checked through the decoded colour image being RGB (red channel rises left to right).
@@ -404,3 +407,27 @@ def test_parameters_and_lifecycle_over_ros(ros, tmp_path):
         harness.close()
         codes = stop_processes([process])
     assert codes == [0]
+
+
+def test_unknown_model_leaves_the_node_unconfigured_and_saying_why(ros, tmp_path):
+    namespace = "/it_unknown_model"
+    process = _start_mono_depth(ros, namespace, tmp_path, model="no_such_model")
+    harness = RosHarness(namespace)
+    try:
+        harness.wait_for(
+            lambda: harness.monitor.results.diagnostics.get("message", "").startswith(
+                "configure failed"
+            ),
+            60,
+            "diagnostics of the failed configure",
+        )
+        diagnostics = harness.monitor.results.diagnostics
+        assert (
+            "Available models" in diagnostics["message"]
+            and "lightweight" in diagnostics["message"]
+        )
+        assert diagnostics["level"] == "2"  # ERROR
+        assert process.poll() is None, "the node must stay up, unconfigured"
+    finally:
+        harness.close()
+        stop_processes([process])

@@ -45,6 +45,8 @@ class MonitorResults:
     latencies_ms: list[float] = field(default_factory=list)
     depth_metrics: list[dict[str, float]] = field(default_factory=list)
     diagnostics: dict[str, str] = field(default_factory=dict)
+    # Every key any diagnostics message carried (stage timings only appear in busy periods).
+    diagnostic_keys: set[str] = field(default_factory=set)
 
     def rate(self, topic: str) -> float:
         count = self.counts.get(topic, 0)
@@ -180,6 +182,7 @@ class TopicMonitor:
                 values["message"] = status.message
                 with self._lock:
                     self.results.diagnostics = values
+                    self.results.diagnostic_keys.update(values)
 
 
 def write_preview(preview: dict[str, np.ndarray], path: Path, max_depth: float) -> Path:

@@ -96,9 +96,12 @@ class MonoDepthNode(LifecycleNode):
         self._inputs: list = []
         self._outputs: dict[str, object] = {}
         self._last_processed = 0.0
-        self._diagnostics_timer = None
         self._warned: set[str] = set()
+        # Diagnostics run in every lifecycle state: an unconfigured node must say why.
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(
+            self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics
+        )
 
     # ----- lifecycle -----
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -108,7 +111,6 @@ class MonoDepthNode(LifecycleNode):
         except Exception as error:  # any reason not to run is reported, never raised
             self.get_logger().error(f"configure failed: {error}")
             self.stats.last_error = f"configure failed: {error}"
-            self._publish_diagnostics()
             return TransitionCallbackReturn.FAILURE
         for line in self.pipeline.notes:
             self.get_logger().info(line)
@@ -126,9 +128,6 @@ class MonoDepthNode(LifecycleNode):
             self._outputs[key] = self.create_lifecycle_publisher(
                 message_type, topic, OUTPUT_QOS, qos_overriding_options=qos_options
             )
-        self._diagnostics_timer = self.create_timer(
-            self.config.diagnostics_period_s, self._publish_diagnostics
-        )
         self.stats.reset()
         self.get_logger().info(f"configured: {self.pipeline.summary()}")
         return TransitionCallbackReturn.SUCCESS
@@ -177,9 +176,6 @@ class MonoDepthNode(LifecycleNode):
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._outputs = {}
-        if self._diagnostics_timer is not None:
-            self.destroy_timer(self._diagnostics_timer)
-            self._diagnostics_timer = None
         if self.pipeline is not None:
             self.pipeline.close()
             self.pipeline = None
@@ -215,6 +211,11 @@ class MonoDepthNode(LifecycleNode):
             result.reason = str(error)
             return result
         self.config = candidate
+        if "diagnostics_period_s" in live:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = self.create_timer(
+                candidate.diagnostics_period_s, self._publish_diagnostics
+            )
         deferred = sorted(set(changes) - set(live))
         if deferred:
             self.get_logger().info(
