@@ -25,6 +25,9 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+        # The bundled weights also sit in share/ for ROS tools that look there; the node
+        # loads the copy inside the Python package.
+        (f"share/{PACKAGE}/weights", glob(f"{PACKAGE}/weights/*")),
     ],
     install_requires=[
         "numpy",

@@ -123,6 +123,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def _run_tool(main, args: argparse.Namespace) -> int:
+    try:
+        return main(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"depth-perception {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cmd_bag(args: argparse.Namespace) -> int:
+    from depth_perception.apps.bag_tool import main as bag_main
+
+    return _run_tool(bag_main, args)
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    from depth_perception.apps.infer_tool import main as infer_main
+
+    return _run_tool(infer_main, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depth-perception",
@@ -145,6 +165,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(bench)
     bench.set_defaults(handler=_cmd_bench)
+    bag = commands.add_parser(
+        "bag", help="run the model over a rosbag2 and write a new bag with the node's outputs"
+    )
+    from depth_perception.apps.bag_tool import add_arguments as add_bag_arguments
+
+    add_bag_arguments(bag)
+    bag.set_defaults(handler=_cmd_bag)
+    infer = commands.add_parser(
+        "infer", help="images, folders or videos in; depth/segmentation panels and depth files out"
+    )
+    from depth_perception.apps.infer_tool import add_arguments as add_infer_arguments
+
+    add_infer_arguments(infer)
+    infer.set_defaults(handler=_cmd_infer)
     _add_training_commands(commands)
     return parser
 
