@@ -25,7 +25,16 @@ MAX_IMAGE_PIXELS = 7680 * 4320
 
 
 class ImageFormatError(ValueError):
-    """An image message that cannot be decoded; the message says what is wrong with it."""
+    """An image message that cannot be decoded; the message says what is wrong with it.
+
+    Attributes:
+        kind: what is wrong, for counters: ``encoding``, ``empty``, ``too_large``, ``step``,
+            ``data_length`` or ``other``.
+    """
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def decode_to_rgb(
@@ -50,26 +59,32 @@ def decode_to_rgb(
     """
     if encoding not in _INPUT_ENCODINGS:
         raise ImageFormatError(
-            f"unsupported encoding '{encoding}'; supported: {', '.join(SUPPORTED_INPUT_ENCODINGS)}"
+            f"unsupported encoding '{encoding}'; supported: "
+            + ", ".join(SUPPORTED_INPUT_ENCODINGS),
+            "encoding",
         )
     if width <= 0 or height <= 0:
-        raise ImageFormatError(f"empty image ({width}x{height})")
+        raise ImageFormatError(f"empty image ({width}x{height})", "empty")
     if width * height > MAX_IMAGE_PIXELS:
         raise ImageFormatError(
-            f"image of {width}x{height} exceeds the limit of {MAX_IMAGE_PIXELS} pixels"
+            f"image of {width}x{height} exceeds the limit of {MAX_IMAGE_PIXELS} pixels",
+            "too_large",
         )
     channels, conversion = _INPUT_ENCODINGS[encoding]
     row_bytes = width * channels
     if step < row_bytes:
         raise ImageFormatError(
-            f"step {step} is shorter than one row of {width} {encoding} pixels ({row_bytes} bytes)"
+            f"step {step} is shorter than one row of {width} {encoding} pixels "
+            f"({row_bytes} bytes)",
+            "step",
         )
     buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     buffer = buffer.reshape(-1)
     if buffer.size != height * step:
         raise ImageFormatError(
             f"data holds {buffer.size} bytes but height x step = {height} x {step} = "
-            f"{height * step}"
+            f"{height * step}",
+            "data_length",
         )
     rows = buffer.reshape(height, step)[:, :row_bytes]
     pixels = rows.reshape(height, width, channels)

@@ -8,6 +8,7 @@ range limits as NaN, resize back, arg-max of the class scores). Imports no rclpy
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -52,6 +53,20 @@ class Prediction:
     labels: np.ndarray | None
     intrinsics: CameraIntrinsics
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class StageError(RuntimeError):
+    """A frame failed in one stage of the predictor (``inference`` or ``postprocess``).
+
+    Attributes:
+        stage: the stage that failed.
+        error: the original exception.
+    """
+
+    def __init__(self, stage: str, error: Exception) -> None:
+        super().__init__(f"{stage} failed: {type(error).__name__}: {error}")
+        self.stage = stage
+        self.error = error
 
 
 class Preprocessor:
@@ -106,6 +121,9 @@ class DepthPredictor:
             description.input_width, description.input_height, description.mean, description.std
         )
         self.set_depth_limits(min_depth, max_depth, depth_scale)
+        # Called with (stage, predictor) before each stage; may raise to fail that stage
+        # (the node's fault_injection testing aid uses it).
+        self.stage_hook: Callable[[str, DepthPredictor], None] | None = None
 
     def set_depth_limits(self, min_depth: float, max_depth: float, depth_scale: float) -> None:
         """Change the published range (0 = the checkpoint's) and scale without reloading."""
@@ -118,7 +136,12 @@ class DepthPredictor:
         self.depth_scale = depth_scale
 
     def predict(self, rgb: np.ndarray, intrinsics: CameraIntrinsics) -> Prediction:
-        """Depth and labels for an HxWx3 uint8 RGB image seen through ``intrinsics``."""
+        """Depth and labels for an HxWx3 uint8 RGB image seen through ``intrinsics``.
+
+        Raises:
+            ValueError: an image or intrinsics that do not fit.
+            StageError: inference or postprocessing failed (names the stage).
+        """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
         height, width = rgb.shape[:2]
@@ -131,9 +154,19 @@ class DepthPredictor:
         start = time.perf_counter()
         batch = self.preprocess(rgb)
         after_pre = time.perf_counter()
-        outputs = self.backend.infer(batch)
+        try:
+            if self.stage_hook is not None:
+                self.stage_hook("inference", self)
+            outputs = self.backend.infer(batch)
+        except Exception as error:
+            raise StageError("inference", error) from error
         after_inference = time.perf_counter()
-        depth, labels = self.postprocess(outputs, width, height)
+        try:
+            if self.stage_hook is not None:
+                self.stage_hook("postprocess", self)
+            depth, labels = self.postprocess(outputs, width, height)
+        except Exception as error:
+            raise StageError("postprocess", error) from error
         end = time.perf_counter()
         timings["preprocess"] = (after_pre - start) * 1e3
         timings["inference"] = (after_inference - after_pre) * 1e3

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from depth_perception.backends.base import BackendError
 from depth_perception.backends.selection import (
     BackendChoice,
     backend_chain,
@@ -50,16 +52,24 @@ def resolve_weights(config: PerceptionConfig) -> Path | None:
     """The checkpoint to load: the ``weights`` parameter, else the bundled default, else None.
 
     Raises:
-        FileNotFoundError: ``weights`` names a path that does not exist.
-        ValueError: ``weights`` is not a .safetensors checkpoint file.
+        FileNotFoundError: ``weights`` or the metadata .json beside it does not exist.
+        ValueError: ``weights`` is not a regular .safetensors file.
     """
     if not config.weights:
         return bundled_weights(config.model)
     path = Path(os.path.expanduser(config.weights))
     if path.suffix != ".safetensors":
         raise ValueError(f"weights must be a .safetensors checkpoint (with its .json), got {path}")
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"weights file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"weights {path} is not a regular file")
+    meta = path.with_suffix(".json")
+    if not meta.is_file():
+        raise FileNotFoundError(
+            f"weights {path} has no metadata file {meta} beside it; copy the .json that was "
+            "saved with the checkpoint next to it"
+        )
     return path
 
 
@@ -98,6 +108,8 @@ class LoadedPipeline:
     weights: str
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Starts the first backend of a (backend, device) list that works; used by fall_back().
+    restart: Callable[[list[tuple[str, str]]], BackendChoice] | None = None
 
     def summary(self) -> str:
         d = self.description
@@ -121,8 +133,31 @@ class LoadedPipeline:
             "num_classes": d.num_classes,
         }
 
+    def fall_back(self, reason: str) -> str:
+        """Replace a failing backend by the next one of ``choice.remaining`` that starts.
+
+        Args:
+            reason: why the current backend is given up (kept in ``choice.skipped``).
+
+        Returns:
+            The new backend's description, e.g. ``torch on cpu``.
+
+        Raises:
+            BackendError: no fallback is left, or none of the remaining ones starts.
+        """
+        old = self.choice.backend
+        if self.restart is None or not self.choice.remaining:
+            raise BackendError(f"{old.describe()} failed ({reason}) and no fallback is left")
+        choice = self.restart(list(self.choice.remaining))
+        old.close()
+        skipped = [*self.choice.skipped, f"{old.describe()}: {reason}", *choice.skipped]
+        self.choice = BackendChoice(choice.backend, skipped, choice.remaining)
+        self.predictor.backend = choice.backend
+        return choice.backend.describe()
+
     def close(self) -> None:
         self.choice.backend.close()
+        self.restart = None  # drops the torch model the fallback would have needed
 
 
 def load_pipeline(config: PerceptionConfig) -> LoadedPipeline:
@@ -217,9 +252,13 @@ def load_pipeline(config: PerceptionConfig) -> LoadedPipeline:
         return path
 
     chain = backend_chain(config.backend, config.device, cuda_available())
-    choice = create_backend(
-        chain, model, onnx_file, (width, height), cache_dir(), num_threads=config.num_threads
-    )
+
+    def restart(entries: list[tuple[str, str]]) -> BackendChoice:
+        return create_backend(
+            entries, model, onnx_file, (width, height), cache_dir(), num_threads=config.num_threads
+        )
+
+    choice = restart(chain)
     for reason in choice.skipped:
         warnings.append(f"backend skipped: {reason}")
     notes.append(f"backend {choice.backend.describe()} (chain: {chain})")
@@ -234,4 +273,5 @@ def load_pipeline(config: PerceptionConfig) -> LoadedPipeline:
         weights=weights_label,
         notes=notes,
         warnings=warnings,
+        restart=restart,
     )

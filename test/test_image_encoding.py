@@ -67,3 +67,21 @@ def test_encoding_for_array():
     assert encoding_for_array(np.zeros((2, 2, 3), np.uint8)) == "rgb8"
     with pytest.raises(ValueError):
         encoding_for_array(np.zeros((2, 2, 3), np.float64))
+
+
+@pytest.mark.parametrize(
+    "kwargs, kind",
+    [
+        ({"encoding": "yuv422"}, "encoding"),
+        ({"width": 0}, "empty"),
+        ({"width": 100000, "height": 100000, "step": 300000}, "too_large"),
+        ({"step": 14}, "step"),
+        ({"data": b"\x00" * 59}, "data_length"),
+    ],
+)
+def test_errors_name_their_kind_for_the_counters(kwargs, kind):
+    arguments = {"data": _rgb().tobytes(), "width": 5, "height": 4, "step": 15, "encoding": "rgb8"}
+    arguments.update(kwargs)
+    with pytest.raises(ImageFormatError) as caught:
+        decode_to_rgb(**arguments)
+    assert caught.value.kind == kind

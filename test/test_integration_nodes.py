@@ -2,143 +2,29 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from pathlib import Path
-
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_harness import HEIGHT, WIDTH, RosHarness, ros_session
+from ros_harness import call as _call
+from ros_harness import header as _header
+from ros_harness import publish_frame as _publish_frame
+from ros_harness import stamp_ns as _stamp_ns
+from ros_harness import start_mono_depth as _start_mono_depth
+from ros_harness import test_intrinsics as _intrinsics
+from ros_harness import wait_for_subscription as _wait_for_subscription
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from depth_perception.apps.demo import TopicMonitor
-from depth_perception.apps.processes import (
-    apply_ros_environment,
-    ros_environment,
-    start_node,
-    stop_processes,
-)
-from depth_perception.camera import CameraIntrinsics
-from depth_perception.nodes.conversions import (
-    array_to_image_msg,
-    camera_info_msg,
-    image_msg_to_array,
-)
+from depth_perception.apps.processes import start_node, stop_processes
+from depth_perception.nodes.conversions import image_msg_to_array
 
 pytestmark = pytest.mark.integration
 
-WIDTH, HEIGHT = 160, 120
-NODE_PARAMS = {
-    "backend": "onnxruntime",
-    "input_width": 128,
-    "input_height": 96,
-    "diagnostics_period_s": 0.5,
-}
-
-
-class RosHarness:
-    """An rclpy node in the test process, spun in a background thread."""
-
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-        self.node = rclpy.create_node("integration_probe", namespace=namespace)
-        self.monitor = TopicMonitor(self.node, keep_messages=True)
-        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(Image, "image", qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def wait_for(self, condition, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out waiting for {what}; seen {dict(self.monitor.results.counts)}"
-                )
-            time.sleep(0.05)
-
-    def publish_until(self, publish, condition, timeout: float, what: str) -> None:
-        """Publish (again every half second) until ``condition``: discovery may lag a frame."""
-        deadline = time.monotonic() + timeout
-        while True:
-            publish()
-            try:
-                self.wait_for(condition, min(0.5, max(deadline - time.monotonic(), 0.01)), what)
-                return
-            except AssertionError:
-                if time.monotonic() > deadline:
-                    raise
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-
 
 @pytest.fixture(scope="module")
-def ros(tmp_path_factory):
-    env = ros_environment()
-    apply_ros_environment(env)
-    rclpy.init()
-    yield env
-    rclpy.try_shutdown()
-
-
-def _start_mono_depth(env, namespace: str, log_dir: Path, **params):
-    return start_node(
-        "mono_depth_node",
-        env,
-        {**NODE_PARAMS, **params},
-        namespace=namespace,
-        log_path=log_dir / f"mono_depth{namespace.replace('/', '_')}.log",
-    )
-
-
-def _intrinsics() -> CameraIntrinsics:
-    # Off-centre principal point and non-square pixels: catches swapped or centred formulas.
-    return CameraIntrinsics(fx=150.0, fy=140.0, cx=70.5, cy=64.0, width=WIDTH, height=HEIGHT)
-
-
-def _test_image(seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = np.linspace(0, 255, WIDTH, dtype=np.float32)[None, :, None]
-    noise = rng.integers(0, 40, (HEIGHT, WIDTH, 3))
-    return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
-def _header(index: int) -> Header:
-    return Header(stamp=Time(sec=1000 + index, nanosec=123456), frame_id="test_cam_optical")
-
-
-def _publish_frame(harness: RosHarness, index: int, encoding: str = "rgb8") -> Header:
-    header = _header(index)
-    rgb = _test_image(index)
-    pixels = rgb[:, :, ::-1] if encoding == "bgr8" else rgb
-    harness.info_pub.publish(camera_info_msg(_intrinsics(), header))
-    harness.image_pub.publish(array_to_image_msg(np.ascontiguousarray(pixels), header, encoding))
-    return header
-
-
-def _wait_for_subscription(harness: RosHarness) -> None:
-    # The probe's own monitor subscribes to image too: wait for a second subscriber, and stop
-    # at once when the node reports that it could not configure.
-    def ready() -> bool:
-        message = harness.monitor.results.diagnostics.get("message", "")
-        if message.startswith("configure failed"):
-            raise AssertionError(f"mono_depth did not configure: {message}")
-        return harness.image_pub.get_subscription_count() > 1
-
-    harness.wait_for(ready, 120, "mono_depth to subscribe to image")
-
-
-def _stamp_ns(header: Header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+def ros():
+    yield from ros_session()
 
 
 def test_every_output_topic_of_mono_depth(ros, tmp_path):
@@ -327,13 +213,6 @@ def test_synthetic_camera_source_feeds_mono_depth(ros, tmp_path):
     finally:
         harness.close()
         stop_processes([process, source])
-
-
-def _call(harness: RosHarness, client, request, timeout: float = 30.0):
-    assert client.wait_for_service(timeout_sec=60.0), f"service {client.srv_name} not available"
-    future = client.call_async(request)
-    harness.wait_for(future.done, timeout, f"reply of {client.srv_name}")
-    return future.result()
 
 
 def test_parameters_and_lifecycle_over_ros(ros, tmp_path):

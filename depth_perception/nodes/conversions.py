@@ -59,21 +59,6 @@ def image_msg_to_array(msg: Image) -> np.ndarray:
     return pixels.reshape(msg.height, msg.width, channels) if channels > 1 else pixels
 
 
-def intrinsics_from_camera_info(msg: CameraInfo) -> CameraIntrinsics:
-    """Intrinsics from the rectified projection matrix P (depth_image_proc's choice), or K.
-
-    Raises:
-        ValueError: zero size or a P and K that are both zero or not finite.
-    """
-    if msg.width == 0 or msg.height == 0:
-        raise ValueError(f"camera_info has an empty size {msg.width}x{msg.height}")
-    for matrix in (msg.p, msg.k):
-        values = np.asarray(matrix, dtype=np.float64)
-        if values.size and np.all(np.isfinite(values)) and values[0] > 0:
-            return CameraIntrinsics.from_matrix(values, msg.width, msg.height)
-    raise ValueError("camera_info has neither a valid P nor a valid K (zero or non-finite)")
-
-
 def camera_info_msg(
     intrinsics: CameraIntrinsics, header: Header, source: CameraInfo | None = None
 ) -> CameraInfo:

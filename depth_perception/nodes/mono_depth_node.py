@@ -3,6 +3,13 @@
 A managed (lifecycle) node that autostarts by default. The subscription callback only stores
 the newest frame; a worker thread processes it, so a slow model drops old frames (counted)
 instead of queueing latency. Every output carries the input image's header.
+
+Reliability: a frame that cannot be decoded or fails in a stage is dropped, logged (throttled
+per kind) and counted as ``errors_<kind>`` in /diagnostics, and the next frame gets a try;
+frames whose stamp does not increase are processed but counted (``errors_stamp_not_increasing``).
+After ``BACKEND_FAILURE_LIMIT`` inference failures in a row the backend is replaced by the next
+entry of the backend chain. The ``fault_injection`` parameter is a testing aid that makes
+frames fail on purpose (off by default). SIGINT and SIGTERM end the node cleanly (exit code 0).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from dataclasses import dataclass
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -23,22 +31,47 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.config import PARAMETERS, PARAMETERS_BY_NAME, PerceptionConfig
 from depth_perception.image_encoding import ImageFormatError
+from depth_perception.message_fields import intrinsics_from_camera_info
 from depth_perception.nodes.conversions import (
     array_to_image_msg,
     camera_info_msg,
     cloud_msg,
     image_msg_to_rgb,
-    intrinsics_from_camera_info,
 )
 from depth_perception.nodes.parameters import declare_parameters, validate_parameters
 from depth_perception.pipeline_stats import PipelineStats
 from depth_perception.pointcloud import OrganizedCloudBuilder
+from depth_perception.predictor import StageError
 from depth_perception.runtime import LoadedPipeline, load_pipeline
 from depth_perception.visualize import colorize_labels, overlay
 
 # Outputs: reliable so RViz (reliable by default) and Nav2 see them; depth 2 keeps a slow
 # subscriber from blocking us for more than one frame. Overridable via qos_overrides.
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+
+# Consecutive inference failures after which the backend is replaced by the next fallback.
+BACKEND_FAILURE_LIMIT = 3
+
+# Values of the ``fault_injection`` parameter, a testing aid for the reliability tests.
+FAULT_INJECTION_HELP = (
+    "Testing aid: make frames fail on purpose. '' = off; 'inference' or 'postprocess' = raise "
+    "in that stage for every frame; 'backend:<name>' = raise in inference while backend <name> "
+    "is active (exercises the fallback to the next backend)"
+)
+
+
+def _fault_hook(fault: str):
+    """A predictor stage hook that fails the stages named by a ``fault_injection`` value."""
+    if not fault:
+        return None
+
+    def hook(stage: str, predictor) -> None:
+        if fault == stage or (
+            fault == f"backend:{predictor.backend.name}" and stage == "inference"
+        ):
+            raise RuntimeError(f"injected fault (fault_injection={fault!r})")
+
+    return hook
 
 
 @dataclass
@@ -83,6 +116,11 @@ class MonoDepthNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         declare_parameters(self, PARAMETERS)
         self.declare_parameter("autostart", True)
+        self.declare_parameter(
+            "fault_injection",
+            "",
+            ParameterDescriptor(description=FAULT_INJECTION_HELP),
+        )
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.config = PerceptionConfig()
         self.pipeline: LoadedPipeline | None = None
@@ -96,7 +134,10 @@ class MonoDepthNode(LifecycleNode):
         self._inputs: list = []
         self._outputs: dict[str, object] = {}
         self._last_processed = 0.0
+        self._last_stamp_ns: int | None = None
+        self._inference_failures = 0
         self._warned: set[str] = set()
+        self._error_logged: dict[str, float] = {}
         # Diagnostics run in every lifecycle state: an unconfigured node must say why.
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(
@@ -108,8 +149,12 @@ class MonoDepthNode(LifecycleNode):
         try:
             self.config = self._read_config()
             self.pipeline = load_pipeline(self.config)
+            self.pipeline.predictor.stage_hook = _fault_hook(
+                self.get_parameter("fault_injection").value
+            )
         except Exception as error:  # any reason not to run is reported, never raised
             self.get_logger().error(f"configure failed: {error}")
+            self.stats.record_error("configure", str(error))
             self.stats.last_error = f"configure failed: {error}"
             return TransitionCallbackReturn.FAILURE
         for line in self.pipeline.notes:
@@ -129,6 +174,8 @@ class MonoDepthNode(LifecycleNode):
                 message_type, topic, OUTPUT_QOS, qos_overriding_options=qos_options
             )
         self.stats.reset()
+        self._last_stamp_ns = None
+        self._inference_failures = 0
         self.get_logger().info(f"configured: {self.pipeline.summary()}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -165,6 +212,8 @@ class MonoDepthNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
+        self._camera_info = None
+        self._warned.clear()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -198,6 +247,15 @@ class MonoDepthNode(LifecycleNode):
         result = validate_parameters(parameters)
         if not result.successful:
             return result
+        for parameter in parameters:
+            if parameter.name == "fault_injection" and not _valid_fault(parameter.value):
+                return SetParametersResult(
+                    successful=False,
+                    reason="fault_injection must be '', 'inference', 'postprocess' or "
+                    "'backend:<name>'",
+                )
+            if parameter.name == "fault_injection" and self.pipeline is not None:
+                self.pipeline.predictor.stage_hook = _fault_hook(parameter.value)
         changes = {p.name: p.value for p in parameters if p.name in PARAMETERS_BY_NAME}
         live = {k: v for k, v in changes.items() if not PARAMETERS_BY_NAME[k].needs_reconfigure}
         try:
@@ -252,13 +310,58 @@ class MonoDepthNode(LifecycleNode):
             try:
                 self._process(frame)
             except ImageFormatError as error:
-                self.stats.record_error("bad_image", str(error))
-                self.get_logger().error(f"dropped a frame: {error}", throttle_duration_sec=1.0)
+                self.stats.record_error("bad_image", str(error), error.kind)
+                self._log_error(f"bad_image_{error.kind}", f"dropped a frame: {error}")
+            except StageError as error:
+                self.stats.record_error(error.stage, str(error))
+                self._log_error(error.stage, f"dropped a frame: {error}")
+                if error.stage == "inference":
+                    self._on_inference_failure(str(error.error))
             except Exception as error:  # the node keeps serving; the next frame gets a try
                 self.stats.record_error("processing", f"{type(error).__name__}: {error}")
                 self.get_logger().error(
                     f"frame failed: {type(error).__name__}: {error}", throttle_duration_sec=1.0
                 )
+
+    def _log_error(self, kind: str, text: str) -> None:
+        # Throttled per kind, not per call site: a flood of one fault must not hide another.
+        now = time.monotonic()
+        if now - self._error_logged.get(kind, -1e9) >= 1.0:
+            self._error_logged[kind] = now
+            self.get_logger().error(text)
+
+    def _on_inference_failure(self, reason: str) -> None:
+        """After BACKEND_FAILURE_LIMIT failures in a row, move to the next backend."""
+        self._inference_failures += 1
+        pipeline = self.pipeline
+        if self._inference_failures < BACKEND_FAILURE_LIMIT or pipeline is None:
+            return
+        self._inference_failures = 0
+        old = pipeline.choice.backend.describe()
+        try:
+            new = pipeline.fall_back(f"{BACKEND_FAILURE_LIMIT} consecutive failures: {reason}")
+        except Exception as error:  # nothing left: keep trying the current one, say so
+            self.stats.record_error("backend_fallback", str(error))
+            self.get_logger().error(f"backend fallback impossible: {error}")
+            return
+        self.stats.record_warning("backend_fallback", f"{old} -> {new}")
+        self.get_logger().warning(
+            f"backend {old} failed {BACKEND_FAILURE_LIMIT} times in a row ({reason}): "
+            f"falling back to {new}"
+        )
+
+    def _check_stamp(self, frame: _Frame) -> None:
+        # Processed anyway (replayed bags and multi-camera relays do this), but counted.
+        stamp = frame.image.header.stamp
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        previous = self._last_stamp_ns
+        self._last_stamp_ns = stamp_ns
+        if previous is not None and stamp_ns <= previous:
+            text = f"stamp {stamp_ns} ns is not after the previous frame's {previous} ns"
+            self.stats.record_warning("stamp_not_increasing", text)
+            self.get_logger().warning(
+                f"{text}: processed anyway, outputs keep this stamp", throttle_duration_sec=1.0
+            )
 
     def _intrinsics_for(self, frame: _Frame) -> CameraIntrinsics:
         image = frame.image
@@ -267,12 +370,12 @@ class MonoDepthNode(LifecycleNode):
             try:
                 intrinsics = intrinsics_from_camera_info(info)
             except ValueError as error:
-                self.stats.record_error("bad_camera_info", str(error))
+                self.stats.record_warning("bad_camera_info", str(error))
                 self._warn_once("bad_info", f"ignoring camera_info: {error}")
             else:
                 if (intrinsics.width, intrinsics.height) == (image.width, image.height):
                     return intrinsics
-                self.stats.record_error(
+                self.stats.record_warning(
                     "camera_info_size",
                     f"camera_info is {intrinsics.width}x{intrinsics.height}, image "
                     f"{image.width}x{image.height}",
@@ -299,9 +402,11 @@ class MonoDepthNode(LifecycleNode):
         timings: dict[str, float] = {}
         start = time.perf_counter()
         rgb = image_msg_to_rgb(frame.image)
+        self._check_stamp(frame)
         intrinsics = self._intrinsics_for(frame)
         timings["convert_in"] = (time.perf_counter() - start) * 1e3
         prediction = pipeline.predictor.predict(rgb, intrinsics)
+        self._inference_failures = 0
         timings.update(prediction.timings_ms)
         header = frame.image.header
         publishers = self._outputs
@@ -371,6 +476,8 @@ class MonoDepthNode(LifecycleNode):
             level, message = DiagnosticStatus.ERROR, snapshot.get("last_error") or "not configured"
         elif snapshot["errors_in_period"]:
             level, message = DiagnosticStatus.ERROR, f"frame errors: {snapshot['last_error']}"
+        elif snapshot["warnings_in_period"]:
+            level, message = DiagnosticStatus.WARN, f"input warnings: {snapshot['last_warning']}"
         elif not pipeline.description.trained:
             level, message = DiagnosticStatus.WARN, "weights are UNTRAINED (random)"
         elif snapshot["fallback_intrinsics"]:
@@ -384,11 +491,22 @@ class MonoDepthNode(LifecycleNode):
             values.update(pipeline.diagnostic_values())
         values["last_error"] = snapshot.get("last_error") or ""
         values["dropped_frames"] = self._slot.dropped
+        values["fault_injection"] = self.get_parameter("fault_injection").value
+        if pipeline is not None:
+            values["backends_skipped"] = " | ".join(pipeline.choice.skipped)
         status.values = [KeyValue(key=str(k), value=_format(v)) for k, v in values.items()]
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]
         self._diagnostics.publish(array)
+
+
+def _valid_fault(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    return value in ("", "inference", "postprocess") or (
+        value.startswith("backend:") and len(value) > len("backend:")
+    )
 
 
 def _format(value: object) -> str:
@@ -411,6 +529,8 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # rclpy's handlers turn SIGINT and SIGTERM into a context shutdown that ends spin().
+        node.get_logger().info("shutting down")
         node._stop_worker()
         node.destroy_node()
         if rclpy.ok():
