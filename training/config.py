@@ -85,22 +85,29 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    """Multi-scale depth + segmentation loss (paper d), see ``training.losses``.
+    """Which loss trains the model, and its settings; see ``training.losses``.
 
     Attributes:
+        name: ``multiscale`` (paper d's multi-scale BerHu + CE, works for every model) or
+            ``multitask`` (paper e's ``seg_lambda * CE + (1 - seg_lambda) * L_depth`` with the
+            scale-invariant log-depth loss and its gradient term, single-scale models).
         depth_weight: Weight of the log-space BerHu depth loss at each scale (paper 0.25).
         seg_weight: Weight of the cross-entropy at each scale (paper 0.75).
         berhu_c_ratio: BerHu threshold as a fraction of the batch's largest residual (0.2).
         ignore_index: Label id the cross-entropy skips.
         depth_downsample: ``min`` (validity-aware min-pool) or ``nearest`` for the ground
             truth of the coarse scales.
+        seg_lambda: ``multitask`` only: weight of the cross-entropy, the depth loss gets
+            ``1 - seg_lambda`` (paper e: 0.5).
     """
 
+    name: str = "multiscale"
     depth_weight: float = 0.25
     seg_weight: float = 0.75
     berhu_c_ratio: float = 0.2
     ignore_index: int = 255
     depth_downsample: str = "min"
+    seg_lambda: float = 0.5
 
 
 @dataclass
@@ -219,6 +226,7 @@ class ExperimentConfig:
             "optim.name": (self.optim.name, ("adam", "adamw", "sgd")),
             "optim.scheduler": (self.optim.scheduler, ("exponential", "cosine", "constant")),
             "loss.depth_downsample": (self.loss.depth_downsample, ("min", "nearest")),
+            "loss.name": (self.loss.name, ("multiscale", "multitask")),
             "eval.crop": (self.eval.crop, (None, "garg", "eigen", "nyu_eigen")),
         }
         for key, (value, allowed) in choices.items():
@@ -260,6 +268,8 @@ class ExperimentConfig:
         for key, value in nonneg.items():
             if value < 0:
                 raise ValueError(f"{key} must be >= 0, got {value}")
+        if not 0 <= self.loss.seg_lambda <= 1:
+            raise ValueError(f"loss.seg_lambda must be in [0, 1], got {self.loss.seg_lambda}")
         if not 0 < self.optim.lr_decay <= 1:
             raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.optim.lr_decay}")
 

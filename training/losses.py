@@ -312,3 +312,117 @@ class MultiScaleDepthSegLoss:
                 total = total + seg_scales[i].sum() * 0.0
         terms.total = total
         return terms
+
+
+# ---------------------------------------------------------------------------------------------
+# MultitaskNet (paper e, Rajvanshi & Kumar): lambda x CE + (1 - lambda) x log-depth loss
+
+
+def multitask_depth_loss(
+    log_pred: torch.Tensor, log_gt: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """Paper e's depth loss (sec. 3.2.2), per image, averaged over the batch.
+
+    With ``d = log pred - log gt`` over the ``n`` valid pixels of an image::
+
+        L = 1/n sum d^2 - 1/(2 n^2) (sum d)^2 + 1/n sum [(grad_x d)^2 + (grad_y d)^2]
+
+    ``grad_x d`` / ``grad_y d`` are forward differences between horizontally / vertically
+    adjacent pixels, counted only where both pixels are valid (a difference with a missing pixel
+    is undefined); their sum is still divided by ``n``, as in the paper. Images without a valid
+    pixel are left out of the batch mean.
+
+    Args:
+        log_pred: ``(B, 1, H, W)`` predicted log-depth.
+        log_gt: ``(B, 1, H, W)`` log of the ground-truth depth (anything finite where invalid).
+        valid: Boolean mask, same shape.
+
+    Returns:
+        Scalar loss; 0 (attached to ``log_pred``'s graph) when no pixel is valid.
+    """
+    if log_pred.shape != log_gt.shape or log_pred.shape != valid.shape or log_pred.dim() != 4:
+        raise ValueError(
+            f"log_pred {tuple(log_pred.shape)}, log_gt {tuple(log_gt.shape)} and valid "
+            f"{tuple(valid.shape)} must all be (B, 1, H, W); resize the ground truth first"
+        )
+    if valid.dtype != torch.bool:
+        raise ValueError(f"valid must be a bool tensor, got {valid.dtype}")
+    mask = valid.to(log_pred.dtype)
+    # where() rather than a product: invalid ground truth may hold inf/nan.
+    d = torch.where(valid, log_pred - log_gt, torch.zeros_like(log_pred))
+    n = mask.sum(dim=(1, 2, 3))
+    has = n > 0
+    if not bool(has.any()):
+        return log_pred.sum() * 0.0
+    n_safe = n.clamp_min(1.0)
+    sum_d = d.sum(dim=(1, 2, 3))
+    sum_d2 = (d * d).sum(dim=(1, 2, 3))
+    gx = (d[..., :, 1:] - d[..., :, :-1]) * (mask[..., :, 1:] * mask[..., :, :-1])
+    gy = (d[..., 1:, :] - d[..., :-1, :]) * (mask[..., 1:, :] * mask[..., :-1, :])
+    sum_grad = (gx * gx).sum(dim=(1, 2, 3)) + (gy * gy).sum(dim=(1, 2, 3))
+    per_image = sum_d2 / n_safe - sum_d * sum_d / (2 * n_safe * n_safe) + sum_grad / n_safe
+    return per_image[has].mean()
+
+
+class MultitaskLoss:
+    """Paper e's total loss ``lam * CE + (1 - lam) * L_depth`` for single-scale models.
+
+    ``L_depth`` is :func:`multitask_depth_loss` on ``log`` depth; the model's raw
+    ``log_depth`` output is used when present (its ``depth`` is clamped, which would zero the
+    gradient outside the clamp). CE is the mean pixel-wise cross-entropy over labelled pixels
+    (``ignore_index`` skipped). Ground truth of another size than the output is resized with
+    nearest sampling (the paper resizes depth and labels with nearest neighbours).
+
+    Args:
+        seg_lambda: ``lam`` (paper: 0.5; 0.3 in its experiment 4).
+        ignore_index: Label id skipped by the cross-entropy.
+    """
+
+    def __init__(self, seg_lambda: float = 0.5, ignore_index: int = 255) -> None:
+        if not 0.0 <= seg_lambda <= 1.0:
+            raise ValueError(f"seg_lambda must be in [0, 1], got {seg_lambda}")
+        self.seg_lambda = float(seg_lambda)
+        self.ignore_index = int(ignore_index)
+
+    def __call__(
+        self,
+        outputs: dict[str, torch.Tensor | list[torch.Tensor]],
+        depth: torch.Tensor,
+        valid: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> LossTerms:
+        """Loss of a training-mode forward against ground truth.
+
+        Args:
+            outputs: The model's output dict (``log_depth`` or ``depth``; ``seg_logits``).
+            depth: ``(B, H, W)`` or ``(B, 1, H, W)`` ground-truth depth in metres.
+            valid: Boolean mask of valid depth, same shape.
+            labels: ``(B, H, W)`` integer labels; None skips the segmentation term.
+
+        Returns:
+            The total, with ``depth`` and ``seg`` holding the unweighted parts.
+        """
+        if "log_depth" in outputs:
+            log_pred = outputs["log_depth"]
+        elif "depth" in outputs:
+            pred = outputs["depth"]
+            log_pred = torch.log(pred.clamp_min(torch.finfo(pred.dtype).tiny))
+        else:
+            raise ValueError(f"model outputs need 'log_depth' or 'depth', got {sorted(outputs)}")
+        size = (int(log_pred.shape[-2]), int(log_pred.shape[-1]))
+        gt, gt_valid = downsample_depth(depth, valid, size, "nearest")
+        loss_d = multitask_depth_loss(log_pred, torch.log(gt), gt_valid)
+        total = (1.0 - self.seg_lambda) * loss_d
+        terms = LossTerms(total=total, depth=[float(loss_d.detach())])
+        logits = outputs.get("seg_logits")
+        if logits is not None:
+            target = downsample_labels(labels, size) if labels is not None else None
+            if target is not None and self.seg_lambda > 0 and (target != self.ignore_index).any():
+                loss_s = F.cross_entropy(logits, target, ignore_index=self.ignore_index)
+                total = total + self.seg_lambda * loss_s
+                terms.seg.append(float(loss_s.detach()))
+            else:
+                # Keeps the segmentation decoder in the graph (DDP) without changing the loss.
+                total = total + logits.sum() * 0.0
+        terms.total = total
+        return terms

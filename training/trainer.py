@@ -69,7 +69,7 @@ from training.datasets import (
     training_augmentations,
 )
 from training.evaluate import EvalResult, evaluate
-from training.losses import LossTerms, MultiScaleDepthSegLoss
+from training.losses import LossTerms, MultiScaleDepthSegLoss, MultitaskLoss
 from training.train_state import Progress, load_train_state, restore_rng, save_train_state
 
 STATE_FILE = "last_state.safetensors"
@@ -251,8 +251,14 @@ def build_scheduler(
     )
 
 
-def build_loss(cfg: ExperimentConfig, model: nn.Module) -> MultiScaleDepthSegLoss:
-    """The multi-scale loss with G(d) over the model's depth range."""
+def build_loss(cfg: ExperimentConfig, model: nn.Module) -> MultiScaleDepthSegLoss | MultitaskLoss:
+    """The loss that ``loss.name`` selects.
+
+    ``multiscale``: paper d's multi-scale loss with G(d) over the model's depth range;
+    ``multitask``: paper e's ``seg_lambda * CE + (1 - seg_lambda) * L_depth``.
+    """
+    if cfg.loss.name == "multitask":
+        return MultitaskLoss(seg_lambda=cfg.loss.seg_lambda, ignore_index=cfg.loss.ignore_index)
     base = unwrap_model(model)
     lo, hi = float(getattr(base, "min_depth", 0.0)), float(getattr(base, "max_depth", math.inf))
     if not (lo > 0 and math.isfinite(hi)):
@@ -284,7 +290,7 @@ class TrainContext:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    loss_fn: MultiScaleDepthSegLoss
+    loss_fn: MultiScaleDepthSegLoss | MultitaskLoss
     device: torch.device
     dist: DistInfo
     progress: Progress
