@@ -227,7 +227,9 @@ def load_config(path: str | Path, node_name: str = "mono_depth") -> PerceptionCo
     if isinstance(section, dict) and "ros__parameters" in section:
         section = section["ros__parameters"]
     values = {k: v for k, v in section.items() if k in PARAMETERS_BY_NAME}
-    unknown = sorted(set(section) - set(PARAMETERS_BY_NAME) - {"use_sim_time", "autostart"})
+    # Node-only parameters, declared by the node itself rather than PerceptionConfig.
+    node_only = {"use_sim_time", "autostart", "cameras", "fault_injection"}
+    unknown = sorted(set(section) - set(PARAMETERS_BY_NAME) - node_only)
     if unknown:
         raise ValueError(f"{path}: unknown parameters {', '.join(unknown)}")
     return PerceptionConfig(**values)

@@ -8,7 +8,7 @@ range limits as NaN, resize back, arg-max of the class scores). Imports no rclpy
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -89,6 +89,19 @@ class Preprocessor:
         self._batch = np.empty((1, 3, height, width), np.float32)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        self.into(rgb, self._batch[0])
+        # A fresh array per call: a backend may still hold the previous one.
+        return self._batch.copy()
+
+    def batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Several RGB images as one (N, 3, H, W) float32 batch, in the order given."""
+        out = np.empty((len(images), 3, self.height, self.width), np.float32)
+        for index, rgb in enumerate(images):
+            self.into(rgb, out[index])
+        return out
+
+    def into(self, rgb: np.ndarray, out: np.ndarray) -> None:
+        """Resize and normalise one RGB image into ``out``, a (3, H, W) float32 array."""
         if rgb.shape[:2] != (self.height, self.width):
             shrinking = rgb.shape[0] > self.height
             # INTER_AREA averages when shrinking (no aliasing); linear when enlarging.
@@ -98,10 +111,8 @@ class Preprocessor:
                 interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
             )
         planar = rgb.transpose(2, 0, 1)
-        np.multiply(planar, self._scale, out=self._batch[0], casting="unsafe")
-        self._batch[0] -= self._offset
-        # A fresh array per call: a backend may still hold the previous one.
-        return self._batch.copy()
+        np.multiply(planar, self._scale, out=out, casting="unsafe")
+        out -= self._offset
 
 
 class DepthPredictor:
@@ -142,14 +153,8 @@ class DepthPredictor:
             ValueError: an image or intrinsics that do not fit.
             StageError: inference or postprocessing failed (names the stage).
         """
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+        _check_input(rgb, intrinsics)
         height, width = rgb.shape[:2]
-        if (intrinsics.width, intrinsics.height) != (width, height):
-            raise ValueError(
-                f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is "
-                f"{width}x{height}"
-            )
         timings: dict[str, float] = {}
         start = time.perf_counter()
         batch = self.preprocess(rgb)
@@ -173,13 +178,85 @@ class DepthPredictor:
         timings["postprocess"] = (end - after_inference) * 1e3
         return Prediction(depth, labels, intrinsics, timings)
 
+    def predict_batch(
+        self, items: Sequence[tuple[np.ndarray, CameraIntrinsics]]
+    ) -> list[Prediction]:
+        """Depth and labels for several images (e.g. one per camera) in one inference call.
+
+        Each image is preprocessed on its own (sizes may differ), the network inputs are stacked
+        along the batch axis and run through ONE ``backend.infer`` call (or chunks of
+        ``backend.max_batch_size`` where a backend has that limit), then each image is
+        postprocessed at its own size. ``timings_ms`` of every prediction holds the whole
+        batch's stage times.
+
+        Args:
+            items: (HxWx3 uint8 RGB image, its intrinsics) pairs.
+
+        Returns:
+            One Prediction per item, in the order given.
+
+        Raises:
+            ValueError: an empty list, or an image or intrinsics that do not fit.
+            StageError: inference or postprocessing failed (names the stage); the whole batch
+                fails together.
+        """
+        if not items:
+            raise ValueError("predict_batch needs at least one (rgb, intrinsics) pair")
+        for rgb, intrinsics in items:
+            _check_input(rgb, intrinsics)
+        start = time.perf_counter()
+        batch = self.preprocess.batch([rgb for rgb, _ in items])
+        after_pre = time.perf_counter()
+        try:
+            if self.stage_hook is not None:
+                self.stage_hook("inference", self)
+            outputs = self._infer_chunked(batch)
+        except Exception as error:
+            raise StageError("inference", error) from error
+        after_inference = time.perf_counter()
+        results = []
+        try:
+            if self.stage_hook is not None:
+                self.stage_hook("postprocess", self)
+            for index, (rgb, _) in enumerate(items):
+                height, width = rgb.shape[:2]
+                results.append(self.postprocess(outputs, width, height, index))
+        except Exception as error:
+            raise StageError("postprocess", error) from error
+        end = time.perf_counter()
+        timings = {
+            "preprocess": (after_pre - start) * 1e3,
+            "inference": (after_inference - after_pre) * 1e3,
+            "postprocess": (end - after_inference) * 1e3,
+        }
+        return [
+            Prediction(depth, labels, intrinsics, dict(timings))
+            for (depth, labels), (_, intrinsics) in zip(results, items, strict=True)
+        ]
+
+    def _infer_chunked(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        # Backends with a fixed batch size (a TensorRT engine built for batch 1) say so with
+        # ``max_batch_size``; all others take the whole batch in one call.
+        limit = getattr(self.backend, "max_batch_size", None)
+        if not limit or len(batch) <= limit:
+            return self.backend.infer(batch)
+        parts = [self.backend.infer(batch[i : i + limit]) for i in range(0, len(batch), limit)]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
     def postprocess(
-        self, outputs: dict[str, np.ndarray], width: int, height: int
+        self, outputs: dict[str, np.ndarray], width: int, height: int, index: int = 0
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Network outputs -> (depth in metres with NaN out of range, uint8 labels or None)."""
+        """Network outputs -> (depth in metres with NaN out of range, uint8 labels or None).
+
+        ``index`` selects the image of a batch.
+        """
         if "depth" not in outputs:
             raise BackendError(f"backend returned {sorted(outputs)} without 'depth'")
-        network_depth = outputs["depth"][0, 0]
+        if len(outputs["depth"]) <= index:
+            raise BackendError(
+                f"backend returned a batch of {len(outputs['depth'])} for image {index}"
+            )
+        network_depth = outputs["depth"][index, 0]
         if self.depth_scale != 1.0:
             network_depth = network_depth * np.float32(self.depth_scale)
         depth = cv2.resize(network_depth, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -190,6 +267,16 @@ class DepthPredictor:
         logits = outputs.get("seg_logits")
         if logits is not None:
             # Arg-max at network resolution, then nearest-neighbour: ids stay valid classes.
-            coarse = np.argmax(logits[0], axis=0).astype(np.uint8)
+            coarse = np.argmax(logits[index], axis=0).astype(np.uint8)
             labels = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_NEAREST)
         return depth, labels
+
+
+def _check_input(rgb: np.ndarray, intrinsics: CameraIntrinsics) -> None:
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+    height, width = rgb.shape[:2]
+    if (intrinsics.width, intrinsics.height) != (width, height):
+        raise ValueError(
+            f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is {width}x{height}"
+        )

@@ -243,8 +243,9 @@ def load_pipeline(config: PerceptionConfig) -> LoadedPipeline:
         path = cache_dir() / "onnx" / f"{config.model}-{width}x{height}-{digest}.onnx"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            # Fixed size: ONNX Runtime optimises static shapes better, and the node's network
-            # size never changes without a reconfigure.
+            # Fixed height and width: ONNX Runtime optimises static shapes better, and the
+            # node's network size never changes without a reconfigure. The batch axis stays
+            # dynamic: a multi-camera node sends one image per camera in one batch.
             export_onnx(model, path, width, height, dynamic_size=False)
             notes.append(f"exported ONNX to {path}")
         else:
@@ -254,9 +255,17 @@ def load_pipeline(config: PerceptionConfig) -> LoadedPipeline:
     chain = backend_chain(config.backend, config.device, cuda_available())
 
     def restart(entries: list[tuple[str, str]]) -> BackendChoice:
-        return create_backend(
+        choice = create_backend(
             entries, model, onnx_file, (width, height), cache_dir(), num_threads=config.num_threads
         )
+        if (
+            choice.backend.name == "tensorrt"
+            and getattr(choice.backend, "max_batch_size", None) is None
+        ):
+            # The engine's optimisation profile is built for batch 1: a multi-camera batch is
+            # then run one image per call (DepthPredictor.predict_batch splits it).
+            choice.backend.max_batch_size = 1
+        return choice
 
     choice = restart(chain)
     for reason in choice.skipped:

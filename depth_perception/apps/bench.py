@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -103,6 +104,172 @@ def bench_ros(args: argparse.Namespace) -> dict[str, object]:
     return run_monitored(args, replay_frames=30)
 
 
+def bench_cameras(args: argparse.Namespace, count: int) -> dict[str, object]:
+    """One mono_depth node serving ``count`` cameras (batched), over real ROS 2.
+
+    Starts ``count`` camera_source nodes in namespaces ``cam0``, ``cam1``, ... (each replaying
+    pre-rendered frames of its own scene at ``args.rate``) and one mono_depth node with
+    ``cameras`` set to those namespaces, then counts each camera's depth images for
+    ``args.duration`` seconds after every camera has produced its first one.
+
+    Returns:
+        ``ok``, ``error``, ``per_camera_fps`` (list), ``total_fps``, ``latency_mean_ms``,
+        ``batch_size_mean`` and ``dropped`` (from the node's diagnostics).
+    """
+    import random
+    import threading
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from depth_perception.apps.processes import (
+        apply_ros_environment,
+        ros_environment,
+        start_node,
+        stop_processes,
+    )
+
+    names = [f"cam{i}" for i in range(count)]
+    env = ros_environment(domain_id=random.randint(1, 100))
+    apply_ros_environment(env)
+    output = Path(args.output) / f"cameras_{count}"
+    output.mkdir(parents=True, exist_ok=True)
+    node_params: dict[str, object] = {
+        "model": args.model,
+        "weights": args.weights,
+        "backend": args.backend,
+        "cameras": names,
+    }
+    for name in ("input_width", "input_height"):
+        if getattr(args, name, 0):
+            node_params[name] = getattr(args, name)
+    if args.threads:
+        node_params["num_threads"] = args.threads
+    processes = [
+        start_node("mono_depth_node", env, node_params, log_path=output / "mono_depth.log")
+    ]
+    for index, name in enumerate(names):
+        source_params = {
+            "source": "synthetic",
+            "family": "indoor",
+            "width": args.width,
+            "height": args.height,
+            "rate_hz": args.rate,
+            "scene": 9000 + index,
+            "replay_frames": 10,
+            "frame_id": f"{name}_optical_frame",
+        }
+        processes.append(
+            start_node(
+                "camera_source_node",
+                env,
+                source_params,
+                namespace=f"/{name}",
+                log_path=output / f"camera_source_{name}.log",
+            )
+        )
+    lock = threading.Lock()
+    arrivals: dict[str, list[float]] = {name: [] for name in names}
+    latencies: list[float] = []
+    diagnostics: dict[str, str] = {}
+
+    def on_depth(name: str):
+        def receive(msg: Image) -> None:
+            now = time.time()
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            with lock:
+                arrivals[name].append(now)
+                latencies.append((now - stamp) * 1e3)
+
+        return receive
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if "mono_depth" in status.name:
+                with lock:
+                    diagnostics.update({kv.key: kv.value for kv in status.values})
+
+    rclpy.init()
+    node = rclpy.create_node("depth_perception_bench_monitor")
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    subscriptions = [
+        node.create_subscription(Image, f"/{name}/depth/image", on_depth(name), qos)
+        for name in names
+    ]
+    subscriptions.append(
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    )
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    error = None
+    try:
+        deadline = time.monotonic() + args.startup_timeout
+        while not all(arrivals.values()):
+            if time.monotonic() > deadline:
+                error = f"not every camera produced depth within {args.startup_timeout:.0f} s"
+                break
+            if any(p.poll() is not None for p in processes):
+                error = f"a node exited early; see the logs in {output}/"
+                break
+            time.sleep(0.2)
+        if error is None:
+            with lock:  # measure from a clean start: the first frames include start-up
+                for times in arrivals.values():
+                    times.clear()
+                latencies.clear()
+                dropped_before = int(diagnostics.get("dropped_frames", 0) or 0)
+            time.sleep(args.duration)
+    finally:
+        stop_processes(processes)
+        executor.shutdown()
+        for subscription in subscriptions:
+            node.destroy_subscription(subscription)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    if error is not None:
+        return {"ok": False, "error": error}
+    per_camera = []
+    for name in names:
+        times = arrivals[name]
+        rate = (len(times) - 1) / max(times[-1] - times[0], 1e-9) if len(times) >= 2 else 0.0
+        per_camera.append(rate)
+    return {
+        "ok": True,
+        "error": None,
+        "per_camera_fps": per_camera,
+        "total_fps": float(sum(per_camera)),
+        "latency_mean_ms": float(np.mean(latencies)) if latencies else float("nan"),
+        "batch_size_mean": float(diagnostics.get("batch_size_mean", "nan")),
+        "dropped": int(diagnostics.get("dropped_frames", 0) or 0) - dropped_before,
+    }
+
+
+def print_cameras_table(args: argparse.Namespace, rows: dict[int, dict[str, object]]) -> None:
+    """The multi-camera figures, one row per camera count."""
+    print(
+        f"\nmulti-camera over ROS 2 (one mono_depth node, batched; cameras {args.width}x"
+        f"{args.height} at {args.rate:.0f} Hz each, {args.duration:.0f} s per row):"
+    )
+    print(
+        f"  {'cameras':>7s} {'fps/camera':>10s} {'min fps':>8s} {'total fps':>9s} "
+        f"{'batch':>6s} {'latency ms':>10s} {'dropped':>7s}"
+    )
+    for count, row in rows.items():
+        if not row["ok"]:
+            print(f"  {count:7d}  failed: {row['error']}")
+            continue
+        fps = row["per_camera_fps"]
+        print(
+            f"  {count:7d} {np.mean(fps):10.1f} {min(fps):8.1f} {row['total_fps']:9.1f} "
+            f"{row['batch_size_mean']:6.2f} {row['latency_mean_ms']:10.1f} {row['dropped']:7d}"
+        )
+
+
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -154,6 +321,11 @@ def run_bench(args: argparse.Namespace) -> int:
             print(
                 "  node stages (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in node_stages.items())
             )
+    camera_rows: dict[int, dict[str, object]] = {}
+    for count in args.cameras or []:
+        camera_rows[count] = bench_cameras(args, count)
+    if camera_rows:
+        print_cameras_table(args, camera_rows)
     print("\nratios (same run):")
     backend_name = pipeline.choice.backend.name
     if "torch" in model_ms and backend_name != "torch":
@@ -167,8 +339,15 @@ def run_bench(args: argparse.Namespace) -> int:
             f"  pipeline efficiency (end-to-end fps / model-only fps): "
             f"{ros['fps'] / model_fps:.2f}"
         )
+    if 1 in camera_rows and camera_rows[1]["ok"]:
+        for count, row in camera_rows.items():
+            if count > 1 and row["ok"] and camera_rows[1]["total_fps"] > 0:
+                print(
+                    f"  {count} cameras vs 1, total throughput: "
+                    f"{row['total_fps'] / camera_rows[1]['total_fps']:.2f}x"
+                )
     pipeline.close()
-    return 0
+    return 0 if all(row["ok"] for row in camera_rows.values()) else 1
 
 
 def _model_of(pipeline, config: PerceptionConfig):
@@ -200,3 +379,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=60.0, help="camera rate over ROS 2")
     parser.add_argument("--skip-ros", action="store_true", help="only in-process figures")
     parser.add_argument("--output", default="bench_output")
+    parser.add_argument(
+        "--cameras",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="N",
+        help="also measure one node serving N cameras (batched), e.g. --cameras 1 2 4",
+    )
+    parser.add_argument("--startup-timeout", type=float, default=120.0)

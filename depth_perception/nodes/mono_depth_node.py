@@ -7,6 +7,12 @@ instead of queueing latency. Every output carries the input image's header.
 Reliability: a frame that cannot be decoded or fails in a stage is dropped, logged (throttled
 per kind) and counted as ``errors_<kind>`` in /diagnostics, and the next frame gets a try;
 frames whose stamp does not increase are processed but counted (``errors_stamp_not_increasing``).
+
+Multi-camera: with ``cameras`` set (e.g. ``["front", "rear"]``) the node subscribes to
+``<cam>/image`` and ``<cam>/camera_info`` of each, publishes every output under ``<cam>/`` with
+that camera's header, and the worker runs the newest frame of every camera that has one through
+the model as ONE batch (``batch_size_mean`` in /diagnostics). Drops, frames and rates are also
+reported per camera (``<cam>_dropped_frames``, ``<cam>_rate_hz``, ...).
 After ``BACKEND_FAILURE_LIMIT`` inference failures in a row the backend is replaced by the next
 entry of the backend chain. The ``fault_injection`` parameter is a testing aid that makes
 frames fail on purpose (off by default). SIGINT and SIGTERM end the node cleanly (exit code 0).
@@ -14,13 +20,15 @@ frames fail on purpose (off by default). SIGINT and SIGTERM end the node cleanly
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -41,7 +49,7 @@ from depth_perception.nodes.conversions import (
 from depth_perception.nodes.parameters import declare_parameters, validate_parameters
 from depth_perception.pipeline_stats import PipelineStats
 from depth_perception.pointcloud import OrganizedCloudBuilder
-from depth_perception.predictor import StageError
+from depth_perception.predictor import Prediction, StageError
 from depth_perception.runtime import LoadedPipeline, load_pipeline
 from depth_perception.visualize import colorize_labels, overlay
 
@@ -58,6 +66,32 @@ FAULT_INJECTION_HELP = (
     "in that stage for every frame; 'backend:<name>' = raise in inference while backend <name> "
     "is active (exercises the fallback to the next backend)"
 )
+
+
+CAMERAS_HELP = (
+    "Camera namespaces served by this one node, e.g. ['front', 'rear']: subscribes to "
+    "<cam>/image and <cam>/camera_info, publishes under <cam>/, and batches the newest frame of "
+    "every camera into one inference. Empty (default) = the single image/camera_info pair. "
+    "Takes effect on the next configure."
+)
+
+# A relative ROS name of one or more tokens: what may precede /image in a camera's topics.
+_CAMERA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def camera_names_error(names: object) -> str:
+    """Why ``names`` is not a valid ``cameras`` value ('' when it is)."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        return "cameras must be a list of strings, e.g. ['front', 'rear']"
+    bad = [name for name in names if not _CAMERA_NAME.match(name)]
+    if bad:
+        return (
+            f"cameras {bad} are not relative ROS namespaces: use letters, digits, '_' and '/' "
+            "between tokens, no leading '/' or digit, e.g. 'front' or 'left/rgb'"
+        )
+    if len(set(names)) != len(names):
+        return f"cameras {list(names)} name a camera twice: list each namespace once"
+    return ""
 
 
 def _fault_hook(fault: str):
@@ -109,6 +143,50 @@ class LatestFrameSlot:
             self._condition.notify_all()
 
 
+@dataclass
+class _Camera:
+    """One camera of a multi-camera node: its inputs, outputs and counters."""
+
+    name: str
+    camera_info: CameraInfo | None = None
+    last_stamp_ns: int | None = None
+    outputs: dict[str, object] = field(default_factory=dict)
+    cloud_builder: OrganizedCloudBuilder | None = None
+    cloud_key: tuple | None = None
+    received: int = 0
+    processed: int = 0
+    period_processed: int = 0
+
+
+class LatestFramesByCamera:
+    """The newest frame of each camera; overwriting an unprocessed one counts a drop for it."""
+
+    def __init__(self, names: list[str]) -> None:
+        self._frames: dict[str, _Frame] = {}
+        self._condition = threading.Condition()
+        self.dropped = dict.fromkeys(names, 0)
+
+    def put(self, name: str, frame: _Frame) -> None:
+        with self._condition:
+            if name in self._frames:
+                self.dropped[name] += 1
+            self._frames[name] = frame
+            self._condition.notify()
+
+    def take_all(self, timeout: float) -> dict[str, _Frame]:
+        """Every camera's newest frame (waits up to ``timeout`` for the first one)."""
+        with self._condition:
+            if not self._frames:
+                self._condition.wait(timeout)
+            frames, self._frames = self._frames, {}
+            return frames
+
+    def clear(self) -> None:
+        with self._condition:
+            self._frames = {}
+            self._condition.notify_all()
+
+
 class MonoDepthNode(LifecycleNode):
     """Lifecycle node running a monocular depth (+ segmentation) model on a camera stream."""
 
@@ -120,6 +198,14 @@ class MonoDepthNode(LifecycleNode):
             "fault_injection",
             "",
             ParameterDescriptor(description=FAULT_INJECTION_HELP),
+        )
+        # No default: rclpy types an empty list as a byte array, so "not set" means [].
+        self.declare_parameter(
+            "cameras",
+            Parameter.Type.STRING_ARRAY,
+            ParameterDescriptor(
+                description=CAMERAS_HELP, type=ParameterType.PARAMETER_STRING_ARRAY
+            ),
         )
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.config = PerceptionConfig()
@@ -138,6 +224,15 @@ class MonoDepthNode(LifecycleNode):
         self._inference_failures = 0
         self._warned: set[str] = set()
         self._error_logged: dict[str, float] = {}
+        # Multi-camera mode (``cameras`` set): one entry per camera, in parameter order.
+        self._cameras: dict[str, _Camera] = {}
+        self._frames_slot = LatestFramesByCamera([])
+        self._batches = 0
+        self._batch_frames = 0
+        self._batch_size_max = 0
+        self._period_batches = 0
+        self._period_batch_frames = 0
+        self._diagnostics_time = time.monotonic()
         # Diagnostics run in every lifecycle state: an unconfigured node must say why.
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(
@@ -148,6 +243,7 @@ class MonoDepthNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.config = self._read_config()
+            cameras = self._camera_names()
             self.pipeline = load_pipeline(self.config)
             self.pipeline.predictor.stage_hook = _fault_hook(
                 self.get_parameter("fault_injection").value
@@ -169,10 +265,23 @@ class MonoDepthNode(LifecycleNode):
             "mask": (Image, "segmentation/mask"),
             "color": (Image, "segmentation/color"),
         }
-        for key, (message_type, topic) in outputs.items():
-            self._outputs[key] = self.create_lifecycle_publisher(
-                message_type, topic, OUTPUT_QOS, qos_overriding_options=qos_options
-            )
+        self._cameras = {name: _Camera(name) for name in cameras}
+        self._frames_slot = LatestFramesByCamera(cameras)
+        self._batches = self._batch_frames = self._batch_size_max = 0
+        self._period_batches = self._period_batch_frames = 0
+        if not cameras:
+            for key, (message_type, topic) in outputs.items():
+                self._outputs[key] = self.create_lifecycle_publisher(
+                    message_type, topic, OUTPUT_QOS, qos_overriding_options=qos_options
+                )
+        for camera in self._cameras.values():
+            for key, (message_type, topic) in outputs.items():
+                camera.outputs[key] = self.create_lifecycle_publisher(
+                    message_type,
+                    f"{camera.name}/{topic}",
+                    OUTPUT_QOS,
+                    qos_overriding_options=qos_options,
+                )
         self.stats.reset()
         self._last_stamp_ns = None
         self._inference_failures = 0
@@ -181,6 +290,8 @@ class MonoDepthNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos_options = QoSOverridingOptions.with_default_policies()
+        if self._cameras:
+            return self._activate_cameras(state, qos_options)
         self._inputs = [
             self.create_subscription(
                 Image,
@@ -203,6 +314,36 @@ class MonoDepthNode(LifecycleNode):
         self.get_logger().info("active: waiting for images on " + self.resolve_topic_name("image"))
         return super().on_activate(state)
 
+    def _activate_cameras(
+        self, state: LifecycleState, qos_options: QoSOverridingOptions
+    ) -> TransitionCallbackReturn:
+        self._inputs = []
+        for camera in self._cameras.values():
+            self._inputs += [
+                self.create_subscription(
+                    Image,
+                    f"{camera.name}/image",
+                    lambda msg, c=camera: self._on_camera_image(c, msg),
+                    qos_profile_sensor_data,
+                    qos_overriding_options=qos_options,
+                ),
+                self.create_subscription(
+                    CameraInfo,
+                    f"{camera.name}/camera_info",
+                    lambda msg, c=camera: setattr(c, "camera_info", msg),
+                    qos_profile_sensor_data,
+                    qos_overriding_options=qos_options,
+                ),
+            ]
+        self._running.set()
+        self._worker = threading.Thread(
+            target=self._work_cameras, name="mono_depth_worker", daemon=True
+        )
+        self._worker.start()
+        topics = ", ".join(self.resolve_topic_name(f"{name}/image") for name in self._cameras)
+        self.get_logger().info(f"active: one batch over {len(self._cameras)} cameras: {topics}")
+        return super().on_activate(state)
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_worker()
         for subscription in self._inputs:
@@ -213,6 +354,7 @@ class MonoDepthNode(LifecycleNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
         self._camera_info = None
+        self._cameras = {}
         self._warned.clear()
         return TransitionCallbackReturn.SUCCESS
 
@@ -225,6 +367,11 @@ class MonoDepthNode(LifecycleNode):
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._outputs = {}
+        for camera in self._cameras.values():
+            for publisher in camera.outputs.values():
+                self.destroy_lifecycle_publisher(publisher)
+            camera.outputs = {}
+            camera.cloud_builder = camera.cloud_key = None
         if self.pipeline is not None:
             self.pipeline.close()
             self.pipeline = None
@@ -234,6 +381,7 @@ class MonoDepthNode(LifecycleNode):
     def _stop_worker(self) -> None:
         self._running.clear()
         self._slot.clear()
+        self._frames_slot.clear()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
             self._worker = None
@@ -242,6 +390,18 @@ class MonoDepthNode(LifecycleNode):
     def _read_config(self) -> PerceptionConfig:
         values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
         return PerceptionConfig(**values)
+
+    def _camera_names(self) -> list[str]:
+        """The ``cameras`` parameter ([] when not set).
+
+        Raises:
+            ValueError: a name that is not a relative namespace, or a duplicate.
+        """
+        names = list(self.get_parameter_or("cameras").value or [])
+        error = camera_names_error(names)
+        if error:
+            raise ValueError(error)
+        return names
 
     def _on_set_parameters(self, parameters: list[Parameter]):
         result = validate_parameters(parameters)
@@ -254,6 +414,10 @@ class MonoDepthNode(LifecycleNode):
                     reason="fault_injection must be '', 'inference', 'postprocess' or "
                     "'backend:<name>'",
                 )
+            if parameter.name == "cameras" and parameter.value is not None:
+                error = camera_names_error(list(parameter.value))
+                if error:
+                    return SetParametersResult(successful=False, reason=error)
             if parameter.name == "fault_injection" and self.pipeline is not None:
                 self.pipeline.predictor.stage_hook = _fault_hook(parameter.value)
         changes = {p.name: p.value for p in parameters if p.name in PARAMETERS_BY_NAME}
@@ -274,7 +438,9 @@ class MonoDepthNode(LifecycleNode):
             self._diagnostics_timer = self.create_timer(
                 candidate.diagnostics_period_s, self._publish_diagnostics
             )
-        deferred = sorted(set(changes) - set(live))
+        deferred = sorted(
+            (set(changes) - set(live)) | {p.name for p in parameters if p.name == "cameras"}
+        )
         if deferred:
             self.get_logger().info(
                 f"{', '.join(deferred)} take effect on the next configure (deactivate, cleanup, "
@@ -289,6 +455,11 @@ class MonoDepthNode(LifecycleNode):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+
+    def _on_camera_image(self, camera: _Camera, msg: Image) -> None:
+        self.stats.received += 1
+        camera.received += 1
+        self._frames_slot.put(camera.name, _Frame(msg, camera.camera_info, time.monotonic()))
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
@@ -323,6 +494,32 @@ class MonoDepthNode(LifecycleNode):
                     f"frame failed: {type(error).__name__}: {error}", throttle_duration_sec=1.0
                 )
 
+    def _work_cameras(self) -> None:
+        """Multi-camera worker: the newest frame of every camera, as one batch."""
+        while self._running.is_set():
+            frames = self._frames_slot.take_all(timeout=0.1)
+            if not frames:
+                continue
+            if self.config.max_rate_hz > 0.0:
+                newest = max(frame.received for frame in frames.values())
+                if newest - self._last_processed < 1.0 / self.config.max_rate_hz:
+                    self.stats.rate_limited += len(frames)
+                    continue
+                self._last_processed = newest
+            try:
+                self._process_batch(frames)
+            except StageError as error:
+                for _ in frames:
+                    self.stats.record_error(error.stage, str(error))
+                self._log_error(error.stage, f"dropped a batch of {len(frames)} frames: {error}")
+                if error.stage == "inference":
+                    self._on_inference_failure(str(error.error))
+            except Exception as error:  # the node keeps serving; the next batch gets a try
+                self.stats.record_error("processing", f"{type(error).__name__}: {error}")
+                self.get_logger().error(
+                    f"batch failed: {type(error).__name__}: {error}", throttle_duration_sec=1.0
+                )
+
     def _log_error(self, kind: str, text: str) -> None:
         # Throttled per kind, not per call site: a flood of one fault must not hide another.
         now = time.monotonic()
@@ -350,28 +547,36 @@ class MonoDepthNode(LifecycleNode):
             f"falling back to {new}"
         )
 
-    def _check_stamp(self, frame: _Frame) -> None:
+    def _check_stamp(self, frame: _Frame, camera: _Camera | None = None) -> None:
         # Processed anyway (replayed bags and multi-camera relays do this), but counted.
         stamp = frame.image.header.stamp
         stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
-        previous = self._last_stamp_ns
-        self._last_stamp_ns = stamp_ns
+        if camera is None:
+            previous = self._last_stamp_ns
+            self._last_stamp_ns = stamp_ns
+        else:
+            previous = camera.last_stamp_ns
+            camera.last_stamp_ns = stamp_ns
         if previous is not None and stamp_ns <= previous:
             text = f"stamp {stamp_ns} ns is not after the previous frame's {previous} ns"
+            if camera is not None:
+                text = f"camera {camera.name}: {text}"
             self.stats.record_warning("stamp_not_increasing", text)
             self.get_logger().warning(
                 f"{text}: processed anyway, outputs keep this stamp", throttle_duration_sec=1.0
             )
 
-    def _intrinsics_for(self, frame: _Frame) -> CameraIntrinsics:
+    def _intrinsics_for(self, frame: _Frame, camera: _Camera | None = None) -> CameraIntrinsics:
         image = frame.image
         info = frame.camera_info
+        # Warned once per camera: each may lack or mis-size its own camera_info.
+        prefix = f"{camera.name}/" if camera is not None else ""
         if info is not None:
             try:
                 intrinsics = intrinsics_from_camera_info(info)
             except ValueError as error:
                 self.stats.record_warning("bad_camera_info", str(error))
-                self._warn_once("bad_info", f"ignoring camera_info: {error}")
+                self._warn_once(f"{prefix}bad_info", f"ignoring {prefix}camera_info: {error}")
             else:
                 if (intrinsics.width, intrinsics.height) == (image.width, image.height):
                     return intrinsics
@@ -381,14 +586,16 @@ class MonoDepthNode(LifecycleNode):
                     f"{image.width}x{image.height}",
                 )
                 self._warn_once(
-                    "info_size",
-                    f"camera_info size {intrinsics.width}x{intrinsics.height} differs from the "
-                    f"image's {image.width}x{image.height}: scaling the intrinsics to the image",
+                    f"{prefix}info_size",
+                    f"{prefix}camera_info size {intrinsics.width}x{intrinsics.height} differs "
+                    f"from the image's {image.width}x{image.height}: scaling the intrinsics to "
+                    "the image",
                 )
                 return intrinsics.scaled(image.width, image.height)
         self._warn_once(
-            "no_info",
-            f"no valid camera_info on {self.resolve_topic_name('camera_info')}: assuming a "
+            f"{prefix}no_info",
+            f"no valid camera_info on {self.resolve_topic_name(prefix + 'camera_info')}: "
+            "assuming a "
             f"horizontal field of view of {self.config.fallback_hfov_deg} deg",
         )
         self.stats.fallback_intrinsics += 1
@@ -398,7 +605,6 @@ class MonoDepthNode(LifecycleNode):
         pipeline = self.pipeline
         if pipeline is None:
             return
-        config = self.config
         timings: dict[str, float] = {}
         start = time.perf_counter()
         rgb = image_msg_to_rgb(frame.image)
@@ -408,9 +614,67 @@ class MonoDepthNode(LifecycleNode):
         prediction = pipeline.predictor.predict(rgb, intrinsics)
         self._inference_failures = 0
         timings.update(prediction.timings_ms)
+        self._publish(prediction, rgb, frame, self._outputs, None, timings)
+        timings["total"] = (time.perf_counter() - start) * 1e3
         header = frame.image.header
-        publishers = self._outputs
+        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+        self.stats.record_frame(timings, self.get_clock().now().nanoseconds * 1e-9 - stamp)
 
+    def _process_batch(self, frames: dict[str, _Frame]) -> None:
+        """Convert every camera's frame, run them as one batch, publish each in its namespace."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        start = time.perf_counter()
+        items: list[tuple[_Camera, _Frame, np.ndarray, CameraIntrinsics, float]] = []
+        for name, frame in frames.items():
+            camera = self._cameras[name]
+            begin = time.perf_counter()
+            try:
+                rgb = image_msg_to_rgb(frame.image)
+            except ImageFormatError as error:  # only this camera's frame is dropped
+                self.stats.record_error("bad_image", f"camera {name}: {error}", error.kind)
+                self._log_error(f"bad_image_{error.kind}", f"dropped a {name} frame: {error}")
+                continue
+            self._check_stamp(frame, camera)
+            intrinsics = self._intrinsics_for(frame, camera)
+            items.append((camera, frame, rgb, intrinsics, (time.perf_counter() - begin) * 1e3))
+        if not items:
+            return
+        predictions = pipeline.predictor.predict_batch(
+            [(rgb, intrinsics) for _, _, rgb, intrinsics, _ in items]
+        )
+        self._inference_failures = 0
+        self._batches += 1
+        self._batch_frames += len(items)
+        self._period_batches += 1
+        self._period_batch_frames += len(items)
+        self._batch_size_max = max(self._batch_size_max, len(items))
+        for (camera, frame, rgb, _, convert_ms), prediction in zip(
+            items, predictions, strict=True
+        ):
+            timings = {"convert_in": convert_ms, **prediction.timings_ms}
+            self._publish(prediction, rgb, frame, camera.outputs, camera, timings)
+            timings["total"] = (time.perf_counter() - start) * 1e3
+            camera.processed += 1
+            camera.period_processed += 1
+            header = frame.image.header
+            stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
+            self.stats.record_frame(timings, self.get_clock().now().nanoseconds * 1e-9 - stamp)
+
+    def _publish(
+        self,
+        prediction: Prediction,
+        rgb: np.ndarray,
+        frame: _Frame,
+        publishers: dict[str, object],
+        camera: _Camera | None,
+        timings: dict[str, float],
+    ) -> None:
+        """Publish one prediction's outputs with the frame's header; adds stage timings."""
+        config = self.config
+        pipeline = self.pipeline
+        header = frame.image.header
         stage = time.perf_counter()
         if config.publish_depth:
             publishers["depth"].publish(array_to_image_msg(prediction.depth, header, "32FC1"))
@@ -422,7 +686,7 @@ class MonoDepthNode(LifecycleNode):
         labels = prediction.labels
         stage = time.perf_counter()
         if config.publish_points:
-            builder = self._cloud_builder_for(prediction.intrinsics, labels is not None)
+            builder = self._cloud_builder_for(prediction.intrinsics, labels is not None, camera)
             cloud = builder.build(
                 prediction.depth,
                 rgb=rgb if config.points_color else None,
@@ -443,26 +707,27 @@ class MonoDepthNode(LifecycleNode):
             publishers["color"].publish(array_to_image_msg(blended, header, "rgb8"))
             timings["publish_segmentation"] = (time.perf_counter() - stage) * 1e3
 
-        timings["total"] = (time.perf_counter() - start) * 1e3
-        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
-        self.stats.record_frame(timings, self.get_clock().now().nanoseconds * 1e-9 - stamp)
-
     def _cloud_builder_for(
-        self, intrinsics: CameraIntrinsics, has_labels: bool
+        self, intrinsics: CameraIntrinsics, has_labels: bool, camera: _Camera | None = None
     ) -> OrganizedCloudBuilder:
         config = self.config
         with_label = config.points_label and has_labels
         key = (intrinsics, config.points_stride, config.points_color, with_label)
-        if key != self._cloud_key:
+        # One cached builder per camera: each has its own intrinsics.
+        cache_key = camera.cloud_key if camera is not None else self._cloud_key
+        if key != cache_key:
             # Rays are precomputed per intrinsics and stride: rebuilt only when those change.
-            self._cloud_builder = OrganizedCloudBuilder(
+            builder = OrganizedCloudBuilder(
                 intrinsics,
                 stride=config.points_stride,
                 with_rgb=config.points_color,
                 with_label=with_label,
             )
-            self._cloud_key = key
-        return self._cloud_builder
+            if camera is not None:
+                camera.cloud_builder, camera.cloud_key = builder, key
+            else:
+                self._cloud_builder, self._cloud_key = builder, key
+        return camera.cloud_builder if camera is not None else self._cloud_builder
 
     # ----- diagnostics -----
     def _publish_diagnostics(self) -> None:
@@ -491,6 +756,8 @@ class MonoDepthNode(LifecycleNode):
             values.update(pipeline.diagnostic_values())
         values["last_error"] = snapshot.get("last_error") or ""
         values["dropped_frames"] = self._slot.dropped
+        if self._cameras:
+            values.update(self._camera_diagnostics())
         values["fault_injection"] = self.get_parameter("fault_injection").value
         if pipeline is not None:
             values["backends_skipped"] = " | ".join(pipeline.choice.skipped)
@@ -499,6 +766,32 @@ class MonoDepthNode(LifecycleNode):
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [status]
         self._diagnostics.publish(array)
+
+    def _camera_diagnostics(self) -> dict[str, object]:
+        """Batch sizes and per-camera counters of the multi-camera mode (resets the period)."""
+        now = time.monotonic()
+        elapsed = max(now - self._diagnostics_time, 1e-9)
+        self._diagnostics_time = now
+        dropped = self._frames_slot.dropped
+        values: dict[str, object] = {
+            "cameras": ",".join(self._cameras),
+            "dropped_frames": sum(dropped.values()),
+            "inference_calls": self._batches,
+            "batch_size_mean": (
+                self._period_batch_frames / self._period_batches
+                if self._period_batches
+                else (self._batch_frames / self._batches if self._batches else 0.0)
+            ),
+            "batch_size_max": self._batch_size_max,
+        }
+        self._period_batches = self._period_batch_frames = 0
+        for camera in self._cameras.values():
+            values[f"{camera.name}_frames_received"] = camera.received
+            values[f"{camera.name}_frames_processed"] = camera.processed
+            values[f"{camera.name}_dropped_frames"] = dropped.get(camera.name, 0)
+            values[f"{camera.name}_rate_hz"] = camera.period_processed / elapsed
+            camera.period_processed = 0
+        return values
 
 
 def _valid_fault(value: object) -> bool:

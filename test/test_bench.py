@@ -1,0 +1,71 @@
+"""`depth-perception bench` end to end on a small input: every section prints its figures.
+
+Speed is not asserted (the machine is shared); only that each figure is there and sane.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+NUMBER = r"(\d+(?:\.\d+)?)"
+
+
+def test_bench_prints_model_stage_ros_and_multicamera_figures(tmp_path):
+    env = {**os.environ, "DEPTH_PERCEPTION_CACHE": str(tmp_path / "cache")}
+    command = [
+        sys.executable,
+        "-m",
+        "depth_perception.cli",
+        "bench",
+        "--width",
+        "160",
+        "--height",
+        "120",
+        "--input-width",
+        "64",
+        "--input-height",
+        "64",
+        "--duration",
+        "2",
+        "--seconds",
+        "0.3",
+        "--cameras",
+        "1",
+        "2",
+        "--output",
+        str(tmp_path / "bench"),
+    ]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    out = run.stdout
+    assert run.returncode == 0, out[-3000:] + run.stderr[-3000:]
+    assert "model lightweight at 64x64, camera 160x120" in out
+    model_ms = re.search(rf"^\s+onnxruntime\s+{NUMBER} ms\s+{NUMBER} fps", out, re.M)
+    torch_ms = re.search(rf"^\s+torch\s+{NUMBER} ms", out, re.M)
+    assert model_ms and torch_ms, out
+    assert float(model_ms.group(1)) > 0 and float(torch_ms.group(1)) > 0
+    for stage in ("convert_in", "preprocess", "inference", "postprocess", "points", "overhead"):
+        assert re.search(rf"^\s+{stage}\s+{NUMBER}", out, re.M), stage
+    ros = re.search(rf"depth output {NUMBER} fps, latency mean {NUMBER} ms", out)
+    assert ros and float(ros.group(1)) > 0, out
+    rows = {
+        int(m.group(1)): [float(v) for v in m.groups()[1:]]
+        for m in re.finditer(
+            rf"^\s+(\d+)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+-?\d+$",
+            out.split("multi-camera over ROS 2")[-1],
+            re.M,
+        )
+    }
+    assert sorted(rows) == [1, 2], out
+    for count, (per_camera, minimum, total, batch, latency) in rows.items():
+        assert per_camera > 0 and minimum > 0 and latency > 0
+        assert total == pytest.approx(per_camera * count, rel=0.02, abs=0.2)
+        assert 1.0 <= batch <= count
+    assert re.search(rf"2 cameras vs 1, total throughput: {NUMBER}x", out), out
+    assert "onnxruntime vs torch eager (CPU) speed-up" in out
