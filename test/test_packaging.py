@@ -99,3 +99,6 @@ def test_pip_install_into_a_prefix(tmp_path):
         assert (prefix / "share" / "depth_perception" / relative).is_file(), relative
     installed = _site_packages(prefix) / "depth_perception"
     assert (installed / "nodes" / "mono_depth_node.py").is_file()
+    # The node loads the bundled weights from inside the Python package.
+    assert (installed / "weights" / "lightweight.safetensors").is_file()
+    assert (installed / "weights" / "lightweight.json").is_file()

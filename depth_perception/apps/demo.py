@@ -186,15 +186,27 @@ class TopicMonitor:
 
 
 def write_preview(preview: dict[str, np.ndarray], path: Path, max_depth: float) -> Path:
-    """input | predicted depth | ground-truth depth | segmentation overlay, as one PNG."""
+    """input | predicted depth | ground-truth depth | segmentation overlay, as one PNG.
+
+    Both depth maps share one colour range, the ground truth's 1st-99th percentile (capped at
+    ``max_depth``), so they compare directly and a room does not fade into one colour.
+    """
     from depth_perception.visualize import colorize_depth, make_panel
 
+    truth = preview["gt_depth"][np.isfinite(preview["gt_depth"])]
+    low, high = np.percentile(truth, (1, 99)) if truth.size else (0.0, max_depth)
+    high = min(float(high), max_depth)
+    low = min(float(low), high * 0.9)
     images = [
         preview["image"],
-        colorize_depth(preview["depth"], 0.0, max_depth),
-        colorize_depth(preview["gt_depth"], 0.0, max_depth),
+        colorize_depth(preview["depth"], low, high),
+        colorize_depth(preview["gt_depth"], low, high),
     ]
-    labels = ["input", "predicted depth", "ground-truth depth"]
+    labels = [
+        "input",
+        f"predicted depth ({low:.1f}-{high:.1f} m)",
+        "ground-truth depth",
+    ]
     if "overlay" in preview:
         images.append(preview["overlay"])
         labels.append("segmentation")
