@@ -63,8 +63,14 @@ def test_every_output_topic_of_mono_depth(ros, tmp_path):
                 60,
                 f"all outputs of frame {index}",
             )
-        harness.wait_for(
-            lambda: "weights_trained" in harness.monitor.results.diagnostics, 10, "diagnostics"
+        # Stage timings only appear in diagnostics of a period with processed frames: keep
+        # feeding frames (new stamps) until one such message has arrived.
+        extra = iter(range(200, 400))
+        harness.publish_until(
+            lambda: _publish_frame(harness, next(extra)),
+            lambda: "stage_inference_ms" in harness.monitor.results.diagnostic_keys,
+            30,
+            "diagnostics with stage timings",
         )
         intrinsics = _intrinsics()
         for header in sent:
