@@ -88,6 +88,8 @@ def test_pip_install_into_a_prefix(tmp_path):
             "--quiet",
             "--no-deps",
             "--no-build-isolation",
+            # Without it pip uninstalls the venv's own (editable) install of the package first.
+            "--ignore-installed",
             "--prefix",
             str(tmp_path / "prefix"),
             str(REPO),
