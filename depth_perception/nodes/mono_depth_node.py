@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -468,56 +469,45 @@ class MonoDepthNode(LifecycleNode):
 
     # ----- processing -----
     def _work(self) -> None:
+        """Single-camera worker: the newest frame."""
+        self._serve(lambda: _single(self._slot.take(timeout=0.1)), batched=False)
+
+    def _work_cameras(self) -> None:
+        """Multi-camera worker: the newest frame of every camera, as one batch."""
+        self._serve(lambda: self._frames_slot.take_all(timeout=0.1), batched=True)
+
+    def _serve(self, take: Callable[[], dict[str, _Frame]], batched: bool) -> None:
+        """The worker loop shared by both paths: rate limit, process, count and log failures."""
         while self._running.is_set():
-            frame = self._slot.take(timeout=0.1)
-            if frame is None:
+            frames = take()
+            if not frames:
                 continue
+            newest = max(frame.received for frame in frames.values())
             if self.config.max_rate_hz > 0.0:
-                period = 1.0 / self.config.max_rate_hz
-                if frame.received - self._last_processed < period:
-                    self.stats.rate_limited += 1
+                if newest - self._last_processed < 1.0 / self.config.max_rate_hz:
+                    self.stats.rate_limited += len(frames)
                     continue
-            self._last_processed = frame.received
+            self._last_processed = newest
+            dropped = f"a batch of {len(frames)} frames" if batched else "a frame"
             try:
-                self._process(frame)
-            except ImageFormatError as error:
+                if batched:
+                    self._process_batch(frames)
+                else:
+                    self._process(frames[""])
+            except ImageFormatError as error:  # single path; the batch path drops per camera
                 self.stats.record_error("bad_image", str(error), error.kind)
                 self._log_error(f"bad_image_{error.kind}", f"dropped a frame: {error}")
             except StageError as error:
-                self.stats.record_error(error.stage, str(error))
-                self._log_error(error.stage, f"dropped a frame: {error}")
+                for _ in frames:
+                    self.stats.record_error(error.stage, str(error))
+                self._log_error(error.stage, f"dropped {dropped}: {error}")
                 if error.stage == "inference":
                     self._on_inference_failure(str(error.error))
             except Exception as error:  # the node keeps serving; the next frame gets a try
                 self.stats.record_error("processing", f"{type(error).__name__}: {error}")
                 self.get_logger().error(
-                    f"frame failed: {type(error).__name__}: {error}", throttle_duration_sec=1.0
-                )
-
-    def _work_cameras(self) -> None:
-        """Multi-camera worker: the newest frame of every camera, as one batch."""
-        while self._running.is_set():
-            frames = self._frames_slot.take_all(timeout=0.1)
-            if not frames:
-                continue
-            if self.config.max_rate_hz > 0.0:
-                newest = max(frame.received for frame in frames.values())
-                if newest - self._last_processed < 1.0 / self.config.max_rate_hz:
-                    self.stats.rate_limited += len(frames)
-                    continue
-                self._last_processed = newest
-            try:
-                self._process_batch(frames)
-            except StageError as error:
-                for _ in frames:
-                    self.stats.record_error(error.stage, str(error))
-                self._log_error(error.stage, f"dropped a batch of {len(frames)} frames: {error}")
-                if error.stage == "inference":
-                    self._on_inference_failure(str(error.error))
-            except Exception as error:  # the node keeps serving; the next batch gets a try
-                self.stats.record_error("processing", f"{type(error).__name__}: {error}")
-                self.get_logger().error(
-                    f"batch failed: {type(error).__name__}: {error}", throttle_duration_sec=1.0
+                    f"{'batch' if batched else 'frame'} failed: {type(error).__name__}: {error}",
+                    throttle_duration_sec=1.0,
                 )
 
     def _log_error(self, kind: str, text: str) -> None:
@@ -616,9 +606,7 @@ class MonoDepthNode(LifecycleNode):
         timings.update(prediction.timings_ms)
         self._publish(prediction, rgb, frame, self._outputs, None, timings)
         timings["total"] = (time.perf_counter() - start) * 1e3
-        header = frame.image.header
-        stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
-        self.stats.record_frame(timings, self.get_clock().now().nanoseconds * 1e-9 - stamp)
+        self._record_frame(frame, timings)
 
     def _process_batch(self, frames: dict[str, _Frame]) -> None:
         """Convert every camera's frame, run them as one batch, publish each in its namespace."""
@@ -658,9 +646,13 @@ class MonoDepthNode(LifecycleNode):
             timings["total"] = (time.perf_counter() - start) * 1e3
             camera.processed += 1
             camera.period_processed += 1
-            header = frame.image.header
-            stamp = header.stamp.sec + header.stamp.nanosec * 1e-9
-            self.stats.record_frame(timings, self.get_clock().now().nanoseconds * 1e-9 - stamp)
+            self._record_frame(frame, timings)
+
+    def _record_frame(self, frame: _Frame, timings: dict[str, float]) -> None:
+        """Stage timings and latency (now minus the image's stamp) of one processed frame."""
+        stamp = frame.image.header.stamp
+        latency = self.get_clock().now().nanoseconds * 1e-9 - (stamp.sec + stamp.nanosec * 1e-9)
+        self.stats.record_frame(timings, latency)
 
     def _publish(
         self,
@@ -792,6 +784,10 @@ class MonoDepthNode(LifecycleNode):
             values[f"{camera.name}_rate_hz"] = camera.period_processed / elapsed
             camera.period_processed = 0
         return values
+
+
+def _single(frame: _Frame | None) -> dict[str, _Frame]:
+    return {"": frame} if frame is not None else {}
 
 
 def _valid_fault(value: object) -> bool:
