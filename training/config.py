@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -99,6 +100,7 @@ class LossConfig:
             truth of the coarse scales.
         seg_lambda: ``multitask`` only: weight of the cross-entropy, the depth loss gets
             ``1 - seg_lambda`` (paper e: 0.5).
+        args: Settings of the other objectives (``training.objectives``), which check them.
     """
 
     name: str = "multiscale"
@@ -108,6 +110,7 @@ class LossConfig:
     ignore_index: int = 255
     depth_downsample: str = "min"
     seg_lambda: float = 0.5
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,7 +124,9 @@ class OptimConfig:
         betas: Adam betas.
         momentum: SGD momentum.
         scheduler: ``exponential`` (lr * lr_decay^epoch, paper d: 10 %/epoch -> 0.9),
-            ``cosine`` (to 0 over all steps) or ``constant``.
+            ``cosine`` (to 0 over all steps), ``poly`` (``(1 - step / steps) ** poly_power``,
+            paper b) or ``constant``.
+        poly_power: Exponent of the ``poly`` schedule (paper b: 0.9).
         lr_decay: Per-epoch factor of the exponential schedule.
         warmup_steps: Linear warm-up from 0 over this many steps (0: none).
         grad_clip_norm: Clip the global gradient norm to this (None: no clipping).
@@ -134,6 +139,7 @@ class OptimConfig:
     momentum: float = 0.9
     scheduler: str = "exponential"
     lr_decay: float = 0.9
+    poly_power: float = 0.9
     warmup_steps: int = 0
     grad_clip_norm: float | None = None
 
@@ -159,6 +165,11 @@ class TrainConfig:
         val_batches: Cap on validation batches during training (None: the whole split).
         best_metric: Validation metric (lower is better) that selects the ``best`` checkpoint.
         threads: torch CPU threads (None: PyTorch's default).
+        accumulate_steps: Micro-batches of ``batch_size`` whose gradients are summed before
+            each optimiser step (effective batch ``batch_size * accumulate_steps``; paper c:
+            8 x 8); ``steps_per_epoch`` counts optimiser steps.
+        freeze: Parameter-name prefixes (as in ``named_parameters()``) that are not trained:
+            no gradient, not in the optimiser.
     """
 
     epochs: int = 20
@@ -175,6 +186,8 @@ class TrainConfig:
     val_batches: int | None = None
     best_metric: str = "abs_rel"
     threads: int | None = None
+    accumulate_steps: int = 1
+    freeze: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -197,6 +210,20 @@ class EvalConfig:
 
 
 @dataclass
+class StageConfig:
+    """One stage of a multi-stage recipe (paper a's two-stage training).
+
+    Attributes:
+        name: Stage name; the stage runs in ``<run-dir>/<name>``.
+        set: ``dotted.key: value`` overrides applied to the recipe for this stage, as
+            ``--set`` would (e.g. ``{"train.freeze": ["scale1."], "loss.args.stage": 2}``).
+    """
+
+    name: str = ""
+    set: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ExperimentConfig:
     """A whole training recipe.
 
@@ -209,6 +236,8 @@ class ExperimentConfig:
         optim: With which optimiser.
         train: How long, how logged and checkpointed.
         eval: How it is evaluated.
+        stages: Multi-stage training: each stage trains the recipe with its overrides, starting
+            from the previous stage's final weights (empty: one stage).
     """
 
     name: str = "experiment"
@@ -219,14 +248,17 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    stages: list[StageConfig] = field(default_factory=list)
 
     def validate(self) -> None:
         """Cross-field checks; ValueError saying what to change."""
         choices = {
             "optim.name": (self.optim.name, ("adam", "adamw", "sgd")),
-            "optim.scheduler": (self.optim.scheduler, ("exponential", "cosine", "constant")),
+            "optim.scheduler": (
+                self.optim.scheduler,
+                ("exponential", "cosine", "poly", "constant"),
+            ),
             "loss.depth_downsample": (self.loss.depth_downsample, ("min", "nearest")),
-            "loss.name": (self.loss.name, ("multiscale", "multitask")),
             "eval.crop": (self.eval.crop, (None, "garg", "eigen", "nyu_eigen")),
         }
         for key, (value, allowed) in choices.items():
@@ -241,6 +273,8 @@ class ExperimentConfig:
             "train.log_every_steps": self.train.log_every_steps,
             "train.eval_every_epochs": self.train.eval_every_epochs,
             "optim.lr": self.optim.lr,
+            "optim.poly_power": self.optim.poly_power,
+            "train.accumulate_steps": self.train.accumulate_steps,
         }
         for key, value in positive.items():
             if not value > 0:
@@ -272,6 +306,23 @@ class ExperimentConfig:
             raise ValueError(f"loss.seg_lambda must be in [0, 1], got {self.loss.seg_lambda}")
         if not 0 < self.optim.lr_decay <= 1:
             raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.optim.lr_decay}")
+        from training.objectives import objective_names
+
+        if self.loss.name not in objective_names():
+            raise ValueError(
+                f"loss.name must be one of {objective_names()}, got {self.loss.name!r}"
+            )
+        names = [stage.name for stage in self.stages]
+        for stage in self.stages:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", stage.name) or stage.name in (".", ".."):
+                raise ValueError(
+                    f"stages: name {stage.name!r} must be a plain directory name (letters, "
+                    "digits, '_', '-', '.')"
+                )
+            if "stages" in {key.split(".")[0] for key in stage.set}:
+                raise ValueError(f"stage {stage.name!r}: a stage cannot set 'stages'")
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages: names must be unique, got {names}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,17 +463,40 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ValueError(f"override {item!r}: value is not valid YAML: {exc}") from exc
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
+        _set_dotted(out, key, value, item)
     return out
+
+
+def _set_dotted(out: dict[str, Any], key: str, value: Any, item: str) -> None:
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = _plain(value)
+
+
+def stage_config(cfg: ExperimentConfig, index: int) -> ExperimentConfig:
+    """The recipe of stage ``index`` of ``cfg``: its overrides applied, without ``stages``.
+
+    Raises:
+        IndexError: no such stage. ValueError: an override makes an invalid config.
+    """
+    stage = cfg.stages[index]
+    data = config_to_dict(cfg)
+    data.pop("stages")
+    for key, value in stage.set.items():
+        if not key or any(not part for part in key.split(".")):
+            raise ValueError(f"stage {stage.name!r}: {key!r} is not a dotted config key")
+        _set_dotted(data, key, value, f"{key}={value!r}")
+    try:
+        return config_from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"stage {stage.name!r}: {exc}") from exc
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:

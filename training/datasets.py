@@ -172,8 +172,11 @@ def class_names_of(dataset: Dataset) -> tuple[str, ...]:
     return tuple(getattr(dataset, "class_names", ()))
 
 
-def make_collate(mean: Sequence[float], std: Sequence[float]) -> Callable:
-    """``training.data.collate`` with the model's normalisation fixed."""
+def make_collate(mean: Sequence[float], std: Sequence[float], keep_raw: bool = False) -> Callable:
+    """``training.data.collate`` with the model's normalisation fixed.
+
+    ``keep_raw`` adds the [0, 1] images photometric (self-supervised) losses need.
+    """
     from training.data.sample import collate
 
-    return partial(collate, mean=tuple(mean), std=tuple(std))
+    return partial(collate, mean=tuple(mean), std=tuple(std), keep_raw=keep_raw)

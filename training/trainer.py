@@ -33,6 +33,7 @@ files (the model is unwrapped before saving). ``train.batch_size`` is per proces
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -59,6 +60,7 @@ from training.config import (
     config_to_dict,
     load_config,
     save_config,
+    stage_config,
 )
 from training.datasets import (
     SeededAugmentation,
@@ -69,7 +71,8 @@ from training.datasets import (
     training_augmentations,
 )
 from training.evaluate import EvalResult, evaluate
-from training.losses import LossTerms, MultiScaleDepthSegLoss, MultitaskLoss
+from training.losses import MultiScaleDepthSegLoss, MultitaskLoss
+from training.objectives import Objective, build_objective
 from training.train_state import Progress, load_train_state, restore_rng, save_train_state
 
 STATE_FILE = "last_state.safetensors"
@@ -207,12 +210,54 @@ def build_training_model(
     if cfg.model.init_checkpoint:
         init, _ = load_model(cfg.model.init_checkpoint, **args)
         model.load_state_dict(init.state_dict(), strict=True)
+    freeze_parameters(model, cfg.train.freeze)
     return model, args
 
 
+def freeze_parameters(model: nn.Module, prefixes: Sequence[str]) -> int:
+    """Stop training every parameter whose name starts with one of ``prefixes``.
+
+    Returns:
+        The number of frozen parameter tensors.
+
+    Raises:
+        ValueError: a prefix matches no parameter (a typo would otherwise train everything).
+    """
+    frozen = 0
+    for prefix in prefixes:
+        matched = [p for name, p in model.named_parameters() if name.startswith(prefix)]
+        if not matched:
+            top = sorted({name.split(".")[0] for name, _ in model.named_parameters()})
+            raise ValueError(
+                f"train.freeze: no parameter name starts with {prefix!r}; the model's "
+                f"top-level modules are {', '.join(top)}"
+            )
+        for param in matched:
+            param.requires_grad_(False)
+        frozen += len(matched)
+    return frozen
+
+
 def build_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam / AdamW / SGD over the model's trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Adam / AdamW / SGD over the model's trainable parameters.
+
+    Frozen parameters (``requires_grad`` False) are left out. Parameters the model names in
+    ``no_weight_decay_parameters()`` (e.g. paper b's learned task weights, which weight decay
+    would pull towards 1) get their own group without weight decay.
+    """
+    base = unwrap_model(model)
+    exempt = set(getattr(base, "no_weight_decay_parameters", lambda: ())())
+    named = dict(base.named_parameters())
+    unknown = sorted(exempt - set(named))
+    if unknown:
+        raise ValueError(f"no_weight_decay_parameters() names unknown parameters {unknown}")
+    decay = [p for n, p in named.items() if p.requires_grad and n not in exempt]
+    no_decay = [p for n, p in named.items() if p.requires_grad and n in exempt]
+    if not decay and not no_decay:
+        raise ValueError("every parameter is frozen: nothing to train (check train.freeze)")
+    params: list[dict[str, Any]] = [{"params": decay}]
+    if no_decay:
+        params.append({"params": no_decay, "weight_decay": 0.0})
     o = cfg.optim
     if o.name == "adam":
         return torch.optim.Adam(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
@@ -225,7 +270,8 @@ def lr_factor(cfg: ExperimentConfig, step: int, steps_per_epoch: int) -> float:
     """Multiplier of ``optim.lr`` at optimiser step ``step`` (0-based).
 
     ``exponential``: ``lr_decay ** epoch`` (paper d: 10 % less every epoch); ``cosine``: half
-    cosine to 0 over all steps; ``constant``: 1. A linear warm-up multiplies the first
+    cosine to 0 over all steps; ``poly``: ``(1 - step / all steps) ** poly_power`` (paper b);
+    ``constant``: 1. A linear warm-up multiplies the first
     ``optim.warmup_steps`` steps.
     """
     o = cfg.optim
@@ -235,6 +281,9 @@ def lr_factor(cfg: ExperimentConfig, step: int, steps_per_epoch: int) -> float:
     elif o.scheduler == "cosine":
         total = max(1, cfg.train.epochs * steps_per_epoch)
         factor = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    elif o.scheduler == "poly":
+        total = max(1, cfg.train.epochs * steps_per_epoch)
+        factor = (1.0 - min(step, total) / total) ** o.poly_power
     else:
         factor = 1.0
     if o.warmup_steps > 0 and step < o.warmup_steps:
@@ -252,29 +301,16 @@ def build_scheduler(
 
 
 def build_loss(cfg: ExperimentConfig, model: nn.Module) -> MultiScaleDepthSegLoss | MultitaskLoss:
-    """The loss that ``loss.name`` selects.
+    """The supervised loss of the ``multiscale`` / ``multitask`` objectives (for tools and tests).
 
-    ``multiscale``: paper d's multi-scale loss with G(d) over the model's depth range;
-    ``multitask``: paper e's ``seg_lambda * CE + (1 - seg_lambda) * L_depth``.
+    Raises:
+        ValueError: ``loss.name`` is another objective (use ``training.objectives``).
     """
-    if cfg.loss.name == "multitask":
-        return MultitaskLoss(seg_lambda=cfg.loss.seg_lambda, ignore_index=cfg.loss.ignore_index)
-    base = unwrap_model(model)
-    lo, hi = float(getattr(base, "min_depth", 0.0)), float(getattr(base, "max_depth", math.inf))
-    if not (lo > 0 and math.isfinite(hi)):
-        raise ValueError(
-            f"the log-space loss needs a finite depth range > 0, model {cfg.model.name!r} has "
-            f"{lo}..{hi}; set model.args.min_depth/max_depth"
-        )
-    return MultiScaleDepthSegLoss(
-        lo,
-        hi,
-        depth_weight=cfg.loss.depth_weight,
-        seg_weight=cfg.loss.seg_weight,
-        berhu_c_ratio=cfg.loss.berhu_c_ratio,
-        ignore_index=cfg.loss.ignore_index,
-        depth_downsample=cfg.loss.depth_downsample,
-    )
+    objective = build_objective(cfg, model)
+    loss = getattr(objective, "loss", None)
+    if loss is None:
+        raise ValueError(f"objective {cfg.loss.name!r} is not a plain supervised loss")
+    return loss
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +326,7 @@ class TrainContext:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    loss_fn: MultiScaleDepthSegLoss | MultitaskLoss
+    loss_fn: Objective
     device: torch.device
     dist: DistInfo
     progress: Progress
@@ -447,23 +483,34 @@ def train_one_epoch(ctx: TrainContext, loader: DataLoader) -> bool:
     )
     window: list[float] = []
     samples_seen, t_window = 0, time.monotonic()
+    accumulate = cfg.train.accumulate_steps
+    micro_batches: list[dict[str, Any]] = []
     try:
         for batch in loader:
             if p.step_in_epoch >= total:
                 break
-            data = _to_device(batch, ctx.device)
-            outputs = ctx.model(data["image"])
-            terms: LossTerms = ctx.loss_fn(
-                outputs, data["depth"], data["valid"], data.get("labels")
-            )
-            loss = terms.total
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {float(loss)} at step {p.global_step + 1}; lower optim.lr or set "
-                    "optim.grad_clip_norm (the last checkpoint is untouched)"
-                )
+            micro_batches.append(batch)
+            if len(micro_batches) < accumulate:
+                continue
             ctx.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_sum = 0.0
+            for number, micro in enumerate(micro_batches, start=1):
+                data = _to_device(micro, ctx.device)
+                # DDP: average gradients once per optimiser step, not per micro-batch.
+                sync = number == accumulate or not ctx.dist.enabled
+                with contextlib.nullcontext() if sync else ctx.model.no_sync():
+                    _outputs, terms = ctx.loss_fn(ctx.model, data)
+                    loss = terms.total
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"loss is {float(loss)} at step {p.global_step + 1}; lower "
+                            "optim.lr or set optim.grad_clip_norm (the last checkpoint is "
+                            "untouched)"
+                        )
+                    (loss / accumulate).backward()
+                loss_sum += float(loss.detach())
+                samples_seen += int(data["image"].shape[0]) * ctx.dist.world_size
+            micro_batches = []
             grad_norm = None
             if cfg.optim.grad_clip_norm is not None:
                 grad_norm = float(
@@ -476,8 +523,7 @@ def train_one_epoch(ctx: TrainContext, loader: DataLoader) -> bool:
             ctx.scheduler.step()
             p.global_step += 1
             p.step_in_epoch += 1
-            samples_seen += int(data["image"].shape[0]) * ctx.dist.world_size
-            window.append(float(loss.detach()))
+            window.append(loss_sum / accumulate)
             bar.update(1)
             bar.set_postfix(loss=f"{window[-1]:.4f}", lr=f"{lr:.2e}")
 
@@ -610,7 +656,7 @@ _FIXED_ON_RESUME: dict[str, tuple[str, ...]] = {
         "pseudo_labels",
         "options",
     ),
-    "train": ("batch_size", "seed"),
+    "train": ("batch_size", "seed", "accumulate_steps", "freeze"),
 }
 
 
@@ -666,6 +712,16 @@ def train(
     """
     cfg.validate()
     run_dir = Path(run_dir)
+    if cfg.stages:
+        return train_stages(
+            cfg,
+            run_dir,
+            resume=resume,
+            restart=restart,
+            command=command,
+            on_checkpoint=on_checkpoint,
+            show_progress=show_progress,
+        )
     dinfo, device = init_distributed(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -701,19 +757,20 @@ def train(
         input_size=(cfg.data.width, cfg.data.height),
         class_names=list(class_names) if getattr(model, "num_classes", 0) else [],
     )
-    collate = make_collate(meta.mean, meta.std)
+    loss_fn = build_objective(cfg, model)
+    collate = make_collate(meta.mean, meta.std, getattr(loss_fn, "needs_raw_images", False))
     sampler = ResumableSampler(
         train_set, dinfo.world_size, dinfo.rank, shuffle=True, seed=cfg.train.seed
     )
-    batches_per_epoch = len(sampler) // cfg.train.batch_size
+    samples_per_step = cfg.train.batch_size * cfg.train.accumulate_steps
+    batches_per_epoch = len(sampler) // samples_per_step
     steps = cfg.train.steps_per_epoch or batches_per_epoch
     if steps > batches_per_epoch or batches_per_epoch == 0:
         raise ValueError(
             f"train.steps_per_epoch={steps} but the training set gives {batches_per_epoch} "
-            f"batches of {cfg.train.batch_size} per process; raise data.train_length or lower "
-            "the steps / batch size"
+            f"steps of {cfg.train.batch_size} x {cfg.train.accumulate_steps} samples per "
+            "process; raise data.train_length or lower the steps / batch size"
         )
-    loss_fn = build_loss(cfg, model)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, steps)
     progress = Progress()
@@ -801,7 +858,7 @@ def train(
         while not progress.finished and progress.epoch < cfg.train.epochs:
             train_set.set_epoch(progress.epoch)
             sampler.set_epoch(progress.epoch)
-            sampler.set_skip(progress.step_in_epoch * cfg.train.batch_size)
+            sampler.set_skip(progress.step_in_epoch * samples_per_step)
             loader = _make_loader(train_set, cfg, sampler, collate, progress.epoch)
             completed = train_one_epoch(ctx, loader)
             if completed:
@@ -822,6 +879,54 @@ def train(
     finally:
         if writer is not None:
             writer.close()
+
+
+def train_stages(
+    cfg: ExperimentConfig, run_dir: Path, *, restart: bool, **kwargs: Any
+) -> TrainResult:
+    """Run the stages of a multi-stage recipe one after the other (one command).
+
+    Stage ``k`` trains :func:`training.config.stage_config` of ``cfg`` in
+    ``<run_dir>/<stage name>``, starting from the previous stage's ``final`` weights. A stage
+    whose directory already holds ``final`` and ``metrics.json`` is skipped; an interrupted
+    stage resumes from its own state. The last stage's ``final`` checkpoint and
+    ``metrics.json`` are copied to ``run_dir``, so tools find the result where a single-stage
+    run puts it.
+    """
+    import shutil
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / CONFIG_FILE)
+    previous: Path | None = None
+    result: TrainResult | None = None
+    for index, stage in enumerate(cfg.stages):
+        stage_cfg = stage_config(cfg, index)
+        if previous is not None:
+            stage_cfg.model.init_checkpoint = str(previous)
+        stage_dir = run_dir / stage.name
+        final = stage_dir / "final.safetensors"
+        where = f"[train] stage {index + 1}/{len(cfg.stages)} {stage.name!r}"
+        if not restart and final.is_file() and (stage_dir / "metrics.json").is_file():
+            print(f"{where}: already finished, skipped", flush=True)
+            previous = final
+            continue
+        print(f"{where} in {stage_dir}", flush=True)
+        result = train(stage_cfg, stage_dir, restart=restart, **kwargs)
+        if not result.progress.finished or result.final_checkpoint is None:
+            return result
+        previous = result.final_checkpoint
+    if previous is None:  # unreachable: train() only calls this with stages
+        raise RuntimeError("no stage ran")
+    last_dir = previous.parent
+    for name in ("final.safetensors", "final.json", "metrics.json"):
+        shutil.copy2(last_dir / name, run_dir / name)
+    if result is None:  # every stage was already done
+        saved = json.loads((run_dir / "metrics.json").read_text())
+        progress = Progress(finished=True, stop_reason=saved.get("stop_reason", ""))
+        return TrainResult(
+            run_dir, progress, saved.get("metrics", {}), run_dir / "final.safetensors"
+        )
+    return TrainResult(run_dir, result.progress, result.metrics, run_dir / "final.safetensors")
 
 
 def _finish(ctx: TrainContext, result: EvalResult | None) -> TrainResult:
@@ -885,8 +990,9 @@ def benchmark(cfg: ExperimentConfig, seconds: float = 30.0, warmup_steps: int = 
     model.to(device).train()
     info = get_model_info(cfg.model.name)
     sampler = ResumableSampler(dataset, 1, 0, shuffle=True, seed=cfg.train.seed)
-    loader = _make_loader(dataset, cfg, sampler, make_collate(info.mean, info.std), 0)
-    loss_fn = build_loss(cfg, model)
+    loss_fn = build_objective(cfg, model)
+    raw = getattr(loss_fn, "needs_raw_images", False)
+    loader = _make_loader(dataset, cfg, sampler, make_collate(info.mean, info.std, raw), 0)
     optimizer = build_optimizer(cfg, model)
     steps, images, data_wait, compute = 0, 0, 0.0, 0.0
     start = None
@@ -894,7 +1000,7 @@ def benchmark(cfg: ExperimentConfig, seconds: float = 30.0, warmup_steps: int = 
     for batch in loader:
         t_data = time.perf_counter()
         data = _to_device(batch, device)
-        terms = loss_fn(model(data["image"]), data["depth"], data["valid"], data.get("labels"))
+        _, terms = loss_fn(model, data)
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         optimizer.step()

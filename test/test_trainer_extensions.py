@@ -1,0 +1,182 @@
+"""Trainer features the model families rely on: objectives, poly LR, freezing, no-decay groups,
+gradient accumulation and multi-stage recipes (real trainer, tiny synthetic data, one thread).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from depth_perception.checkpoint import load_model
+from depth_perception.models import build_model
+from training.config import config_from_dict, stage_config
+from training.objectives import Terms, build_objective, objective_names, register_objective
+from training.trainer import build_optimizer, freeze_parameters, lr_factor, train
+
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "model": {"name": "lightweight"},
+    "data": {
+        "dataset": "synthetic",
+        "family": "indoor",
+        "width": 64,
+        "height": 64,
+        "train_length": 16,
+        "val_length": 4,
+        "num_workers": 0,
+        "augment": False,
+    },
+    "optim": {"lr": 0.01, "scheduler": "constant"},
+    "train": {
+        "epochs": 1,
+        "steps_per_epoch": 1,
+        "batch_size": 4,
+        "seed": 0,
+        "device": "cpu",
+        "threads": 1,
+        "log_every_steps": 1,
+        "image_every_steps": 0,
+        "val_batches": 1,
+    },
+}
+
+
+@register_objective("test_l1_frozen_bn")
+def _l1_objective(cfg: Any, model: nn.Module) -> Any:
+    """L1 on valid pixels with batch norm in eval mode, so batch composition cannot matter."""
+
+    def objective(model: nn.Module, data: dict[str, Any]) -> tuple[dict, Terms]:
+        model.eval()
+        outputs = model(data["image"])
+        valid = data["valid"]
+        depth = nn.functional.interpolate(outputs["depth"], size=valid.shape[-2:])
+        per_image = [
+            (depth[i][valid[i]] - data["depth"][i][valid[i]]).abs().mean()
+            for i in range(valid.shape[0])
+        ]
+        total = torch.stack(per_image).mean()
+        return outputs, Terms(total, {"l1": float(total.detach())})
+
+    return objective
+
+
+def config(**sections: dict[str, Any]) -> Any:
+    data = copy.deepcopy(TINY)
+    for section, values in sections.items():
+        if isinstance(values, dict) and isinstance(data.get(section), dict):
+            data[section].update(values)
+        else:
+            data[section] = values
+    return config_from_dict(data)
+
+
+def test_registered_objectives_include_the_standard_ones_and_unknown_names_are_refused():
+    assert {"multiscale", "multitask"} <= set(objective_names())
+    with pytest.raises(ValueError, match=r"loss\.name must be one of"):
+        config(loss={"name": "berhu2"})
+    model = build_model("lightweight", num_classes=0)
+    with pytest.raises(ValueError, match=r"not loss\.args"):
+        build_objective(config(loss={"name": "multiscale", "args": {"x": 1}}), model)
+
+
+def test_poly_schedule_follows_paper_b():
+    cfg = config(optim={"scheduler": "poly", "poly_power": 0.9}, train={"epochs": 2})
+    assert lr_factor(cfg, 0, 10) == pytest.approx(1.0)
+    assert lr_factor(cfg, 5, 10) == pytest.approx((1 - 5 / 20) ** 0.9)
+    assert lr_factor(cfg, 19, 10) == pytest.approx((1 / 20) ** 0.9)
+    assert lr_factor(cfg, 25, 10) == 0.0
+
+
+class _WithTaskWeights(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(2, 2)
+        self.head = nn.Linear(2, 1)
+        self.log_vars = nn.Parameter(torch.zeros(2))
+
+    def no_weight_decay_parameters(self) -> list[str]:
+        return ["log_vars"]
+
+
+def test_frozen_parameters_leave_the_optimiser_and_exempt_ones_get_no_weight_decay():
+    model = _WithTaskWeights()
+    assert freeze_parameters(model, ["body."]) == 2
+    optimizer = build_optimizer(config(optim={"weight_decay": 0.1}), model)
+    groups = [(g["weight_decay"], {id(p) for p in g["params"]}) for g in optimizer.param_groups]
+    assert groups == [
+        (0.1, {id(model.head.weight), id(model.head.bias)}),
+        (0.0, {id(model.log_vars)}),
+    ]
+    with pytest.raises(ValueError, match="top-level modules are body, head, log_vars"):
+        freeze_parameters(model, ["encoder."])
+    freeze_parameters(model, ["head.", "log_vars"])
+    with pytest.raises(ValueError, match="every parameter is frozen"):
+        build_optimizer(config(), model)
+
+
+def _weights_after_one_step(tmp_path: Path, name: str, batch: int, accumulate: int) -> dict:
+    cfg = config(
+        loss={"name": "test_l1_frozen_bn"},
+        optim={"name": "sgd", "momentum": 0.0},
+        train={"batch_size": batch, "accumulate_steps": accumulate},
+    )
+    result = train(cfg, tmp_path / name, show_progress=False)
+    assert result.progress.global_step == 1
+    model, _ = load_model(result.final_checkpoint)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_accumulated_micro_batches_equal_one_large_batch(tmp_path):
+    whole = _weights_after_one_step(tmp_path, "whole", batch=4, accumulate=1)
+    split = _weights_after_one_step(tmp_path, "split", batch=2, accumulate=2)
+    initial = build_model("lightweight", num_classes=14, min_depth=0.5, max_depth=10.0)
+    moved = 0
+    for key, value in whole.items():
+        torch.testing.assert_close(split[key], value, rtol=1e-5, atol=1e-6)
+        if value.is_floating_point() and not torch.equal(value, initial.state_dict()[key]):
+            moved += 1
+    assert moved > 10  # the step really changed the weights
+
+
+def test_two_stage_recipe_runs_both_stages_then_skips_them(tmp_path, capsys):
+    stages = [
+        {"name": "stage1", "set": {}},
+        {"name": "stage2", "set": {"train.freeze": ["encoder."], "optim.lr": 0.05}},
+    ]
+    cfg = config(stages=stages)
+    assert stage_config(cfg, 1).train.freeze == ["encoder."]
+    assert stage_config(cfg, 1).optim.lr == 0.05 and stage_config(cfg, 0).optim.lr == 0.01
+    run = tmp_path / "two"
+    result = train(cfg, run, show_progress=False)
+    assert result.final_checkpoint == run / "final.safetensors"
+    first, _ = load_model(run / "stage1" / "final.safetensors")
+    second, _ = load_model(run / "stage2" / "final.safetensors")
+    top, _ = load_model(run / "final.safetensors")
+    s1, s2, s_top = first.state_dict(), second.state_dict(), top.state_dict()
+    encoder = [k for k in s1 if k.startswith("encoder.") and s1[k].is_floating_point()]
+    decoder = [k for k in s1 if k.startswith("decoder.") and k.endswith("weight")]
+    # Stage 2 started from stage 1's weights and did not train the frozen encoder ...
+    assert all(torch.equal(s1[k], s2[k]) for k in encoder if "running" not in k)
+    # ... but did train the rest; the run's final checkpoint is stage 2's.
+    assert any(not torch.equal(s1[k], s2[k]) for k in decoder)
+    assert all(torch.equal(s2[k], s_top[k]) for k in s2)
+    assert (run / "metrics.json").is_file()
+    capsys.readouterr()
+    again = train(cfg, run, show_progress=False)
+    out = capsys.readouterr().out
+    assert out.count("already finished, skipped") == 2
+    assert again.progress.finished
+
+
+def test_stage_overrides_are_checked():
+    with pytest.raises(ValueError, match="stage 'bad'"):
+        stage_config(config(stages=[{"name": "bad", "set": {"optim.lr_rate": 1}}]), 0)
+    with pytest.raises(ValueError, match="plain directory name"):
+        config(stages=[{"name": "../x", "set": {}}])
+    with pytest.raises(ValueError, match="unique"):
+        config(stages=[{"name": "a", "set": {}}, {"name": "a", "set": {}}])
