@@ -39,6 +39,8 @@ def test_bench_prints_model_stage_ros_and_multicamera_figures(tmp_path):
         "--cameras",
         "1",
         "2",
+        "--memory-frames",
+        "150",
         "--output",
         str(tmp_path / "bench"),
     ]
@@ -69,3 +71,9 @@ def test_bench_prints_model_stage_ros_and_multicamera_figures(tmp_path):
         assert 1.0 <= batch <= count
     assert re.search(rf"2 cameras vs 1, total throughput: {NUMBER}x", out), out
     assert "onnxruntime vs torch eager (CPU) speed-up" in out
+    memory = re.search(
+        r"node RSS after (\d+) frames ([\d,]+) KiB, after (\d+) frames ([\d,]+) KiB", out
+    )
+    assert memory, out
+    assert int(memory.group(3)) >= 150 > int(memory.group(1)) >= 0
+    assert int(memory.group(2).replace(",", "")) > 10_000  # a Python + torch process

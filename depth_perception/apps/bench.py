@@ -4,9 +4,11 @@ measured side by side in one run, with the ratios that matter printed at the end
 from __future__ import annotations
 
 import argparse
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,12 +88,11 @@ def bench_stages(pipeline, width: int, height: int, seconds: float) -> dict[str,
         "to_messages": lambda: (
             array_to_image_msg(depth, header, "32FC1"),
             camera_info_msg(intrinsics, header),
-            cloud_msg(builder.build(depth, rgb=rgb, labels=labels), header),
+            cloud_msg(cloud, header),
             array_to_image_msg(labels, header, "mono8"),
             array_to_image_msg(blended, header, "rgb8"),
         ),
     }
-    del cloud
     return {name: _time_it(function, seconds) for name, function in stages.items()}
 
 
@@ -104,13 +105,30 @@ def bench_ros(args: argparse.Namespace) -> dict[str, object]:
     return run_monitored(args, replay_frames=30)
 
 
-def bench_cameras(args: argparse.Namespace, count: int) -> dict[str, object]:
+def _rss_kib(pid: int) -> int:
+    """Resident set size of a process in KiB (Linux /proc); 0 when unknown."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def bench_cameras(
+    args: argparse.Namespace, count: int, memory_frames: int = 0
+) -> dict[str, object]:
     """One mono_depth node serving ``count`` cameras (batched), over real ROS 2.
 
     Starts ``count`` camera_source nodes in namespaces ``cam0``, ``cam1``, ... (each replaying
     pre-rendered frames of its own scene at ``args.rate``) and one mono_depth node with
     ``cameras`` set to those namespaces, then counts each camera's depth images for
     ``args.duration`` seconds after every camera has produced its first one.
+
+    With ``memory_frames`` > 0 it runs until the node has processed that many frames instead,
+    sampling the node's resident memory every 2 s (``memory``: list of ``(frames, KiB)``).
 
     Returns:
         ``ok``, ``error``, ``per_camera_fps`` (list), ``total_fps``, ``latency_mean_ms``,
@@ -207,6 +225,7 @@ def bench_cameras(args: argparse.Namespace, count: int) -> dict[str, object]:
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     error = None
+    memory: list[tuple[int, int]] = []
     try:
         deadline = time.monotonic() + args.startup_timeout
         while not all(arrivals.values()):
@@ -223,7 +242,10 @@ def bench_cameras(args: argparse.Namespace, count: int) -> dict[str, object]:
                     times.clear()
                 latencies.clear()
                 dropped_before = int(diagnostics.get("dropped_frames", 0) or 0)
-            time.sleep(args.duration)
+            if memory_frames > 0:
+                memory = _sample_memory(processes[0], diagnostics, lock, memory_frames)
+            else:
+                time.sleep(args.duration)
     finally:
         stop_processes(processes)
         executor.shutdown()
@@ -246,7 +268,39 @@ def bench_cameras(args: argparse.Namespace, count: int) -> dict[str, object]:
         "latency_mean_ms": float(np.mean(latencies)) if latencies else float("nan"),
         "batch_size_mean": float(diagnostics.get("batch_size_mean", "nan")),
         "dropped": int(diagnostics.get("dropped_frames", 0) or 0) - dropped_before,
+        "memory": memory,
     }
+
+
+def _sample_memory(
+    process: subprocess.Popen, diagnostics: dict[str, str], lock: Any, frames: int
+) -> list[tuple[int, int]]:
+    """``(frames processed, node RSS KiB)`` every 2 s until ``frames`` were processed."""
+    samples: list[tuple[int, int]] = []
+    while process.poll() is None:
+        with lock:
+            done = int(diagnostics.get("frames_processed", 0) or 0)
+        samples.append((done, _rss_kib(process.pid)))
+        if done >= frames:
+            break
+        time.sleep(2.0)
+    return samples
+
+
+def print_memory(samples: list[tuple[int, int]], warmup_frames: int = 500) -> None:
+    """Memory over the long run: after warm-up vs the end, and the trend per 1,000 frames."""
+    steady = [(f, kib) for f, kib in samples if f >= warmup_frames]
+    if len(steady) < 2:
+        print("  memory: too few samples after warm-up")
+        return
+    frames = np.array([f for f, _ in steady], dtype=np.float64)
+    rss = np.array([kib for _, kib in steady], dtype=np.float64)
+    slope = float(np.polyfit(frames, rss, 1)[0]) * 1000.0
+    print(
+        f"  node RSS after {int(frames[0])} frames {int(rss[0]):,} KiB, after "
+        f"{int(frames[-1])} frames {int(rss[-1]):,} KiB ({100 * (rss[-1] / rss[0] - 1):+.2f} %), "
+        f"max {int(rss.max()):,} KiB; trend {slope:+.1f} KiB per 1,000 frames"
+    )
 
 
 def print_cameras_table(args: argparse.Namespace, rows: dict[int, dict[str, object]]) -> None:
@@ -321,6 +375,14 @@ def run_bench(args: argparse.Namespace) -> int:
             print(
                 "  node stages (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in node_stages.items())
             )
+    if args.memory_frames:
+        print(f"\nmemory over {args.memory_frames:,} frames (one camera, all outputs on):")
+        row = bench_cameras(args, 1, memory_frames=args.memory_frames)
+        if not row["ok"]:
+            print(f"  failed: {row['error']}")
+            return 1
+        # The first frames grow caches (allocator pools, DDS buffers): judge after them.
+        print_memory(row["memory"], warmup_frames=min(500, args.memory_frames // 10))
     camera_rows: dict[int, dict[str, object]] = {}
     for count in args.cameras or []:
         camera_rows[count] = bench_cameras(args, count)
@@ -388,3 +450,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also measure one node serving N cameras (batched), e.g. --cameras 1 2 4",
     )
     parser.add_argument("--startup-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--memory-frames",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run the node for N frames and report its memory over the run (e.g. 10000)",
+    )
