@@ -71,6 +71,36 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         needs_reconfigure=True,
     ),
     ParamSpec(
+        "precision",
+        "fp16",
+        "GPU arithmetic: fp32, fp16 (TensorRT and torch CUDA) or int8 (TensorRT only, "
+        "calibrated once on int8_calibration_dir or synthetic frames, cached)",
+        choices=("fp32", "fp16", "int8"),
+        needs_reconfigure=True,
+    ),
+    ParamSpec(
+        "int8_calibration_dir",
+        "",
+        "Folder of sample camera images for TensorRT INT8 calibration; empty = synthetic frames",
+        needs_reconfigure=True,
+    ),
+    ParamSpec(
+        "dla_core",
+        -1,
+        "Jetson DLA core for the TensorRT engine (layers DLA cannot run fall back to the GPU); "
+        "-1 = GPU only",
+        min_value=-1,
+        max_value=7,
+        needs_reconfigure=True,
+    ),
+    ParamSpec(
+        "cuda_graphs",
+        False,
+        "torch on CUDA: capture the fixed-size forward pass in a CUDA graph (less launch "
+        "overhead per frame)",
+        needs_reconfigure=True,
+    ),
+    ParamSpec(
         "input_width",
         0,
         "Network input width in pixels; 0 = the checkpoint's",
@@ -165,6 +195,10 @@ class PerceptionConfig:
     backend: str = "auto"
     device: str = "auto"
     num_threads: int = 0
+    precision: str = "fp16"
+    int8_calibration_dir: str = ""
+    dla_core: int = -1
+    cuda_graphs: bool = False
     input_width: int = 0
     input_height: int = 0
     min_depth: float = 0.0

@@ -20,6 +20,7 @@ frames fail on purpose (off by default). SIGINT and SIGTERM end the node cleanly
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -33,9 +34,15 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParameters
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import String
 
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.config import PARAMETERS, PARAMETERS_BY_NAME, PerceptionConfig
@@ -57,6 +64,10 @@ from depth_perception.visualize import colorize_labels, overlay
 # Outputs: reliable so RViz (reliable by default) and Nav2 see them; depth 2 keeps a slow
 # subscriber from blocking us for more than one frame. Overridable via qos_overrides.
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+# The class table is published once per configure: latched for late subscribers.
+CLASS_NAMES_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 # Consecutive inference failures after which the backend is replaced by the next fallback.
 BACKEND_FAILURE_LIMIT = 3
@@ -220,6 +231,7 @@ class MonoDepthNode(LifecycleNode):
         self._running = threading.Event()
         self._inputs: list = []
         self._outputs: dict[str, object] = {}
+        self._class_name_publishers: list[object] = []
         self._last_processed = 0.0
         self._last_stamp_ns: int | None = None
         self._inference_failures = 0
@@ -283,6 +295,7 @@ class MonoDepthNode(LifecycleNode):
                     OUTPUT_QOS,
                     qos_overriding_options=qos_options,
                 )
+        self._publish_class_names(cameras)
         self.stats.reset()
         self._last_stamp_ns = None
         self._inference_failures = 0
@@ -364,7 +377,32 @@ class MonoDepthNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def _publish_class_names(self, cameras: list[str]) -> None:
+        """Latch the checkpoint's classes on segmentation/class_names (JSON, transient local).
+
+        Late subscribers (RViz panels, semantic costmap layers) get the id -> name -> colour
+        table of the mask and colour images once, without a service call.
+        """
+        description = self.pipeline.description
+        if not description.class_names:
+            return
+        palette = self.pipeline.palette
+        table = [
+            {"id": index, "name": name, "color": [int(v) for v in palette[index]]}
+            for index, name in enumerate(description.class_names)
+        ]
+        msg = String(data=json.dumps({"model": description.name, "classes": table}))
+        for prefix in [f"{name}/" for name in cameras] or [""]:
+            publisher = self.create_publisher(
+                String, f"{prefix}segmentation/class_names", CLASS_NAMES_QOS
+            )
+            publisher.publish(msg)
+            self._class_name_publishers.append(publisher)
+
     def _release(self) -> None:
+        for publisher in self._class_name_publishers:
+            self.destroy_publisher(publisher)
+        self._class_name_publishers = []
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._outputs = {}
