@@ -235,7 +235,7 @@ class DepthPredictor:
         ]
 
     def _infer_chunked(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        # Backends with a fixed batch size (a TensorRT engine built for batch 1) say so with
+        # Backends with a largest batch (a TensorRT engine's optimisation profile) say so with
         # ``max_batch_size``; all others take the whole batch in one call.
         limit = getattr(self.backend, "max_batch_size", None)
         if not limit or len(batch) <= limit:

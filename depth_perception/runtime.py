@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from depth_perception.backends.base import BackendError
+from depth_perception.backends.calibration import families_for_classes
 from depth_perception.backends.selection import (
     BackendChoice,
+    BackendOptions,
     backend_chain,
     create_backend,
     cuda_available,
@@ -160,14 +162,21 @@ class LoadedPipeline:
         self.restart = None  # drops the torch model the fallback would have needed
 
 
-def load_pipeline(config: PerceptionConfig) -> LoadedPipeline:
+def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipeline:
     """Load weights, build the model, pick and start a backend, and wrap them in a predictor.
+
+    Args:
+        config: the node's parameters.
+        max_batch: largest batch one inference call gets (a multi-camera node passes its
+            camera count); TensorRT builds its engine for batches 1..max_batch.
 
     Raises:
         ValueError / FileNotFoundError: unknown model, missing or unusable weights, weights for
             another architecture, or an input size the model cannot take.
         BackendError: no backend could start.
     """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1 (the number of cameras), got {max_batch}")
     info = get_model_info(config.model)
     weights = resolve_weights(config)
     warnings: list[str] = []
@@ -254,23 +263,31 @@ def load_pipeline(config: PerceptionConfig) -> LoadedPipeline:
 
     chain = backend_chain(config.backend, config.device, cuda_available())
 
+    options = BackendOptions(
+        num_threads=config.num_threads,
+        precision=config.precision,
+        cuda_graphs=config.cuda_graphs,
+        dla_core=config.dla_core,
+        calibration_dir=config.int8_calibration_dir,
+        max_batch=max_batch,
+        mean=description.mean,
+        std=description.std,
+        calibration_families=families_for_classes(class_names),
+    )
+
     def restart(entries: list[tuple[str, str]]) -> BackendChoice:
-        choice = create_backend(
-            entries, model, onnx_file, (width, height), cache_dir(), num_threads=config.num_threads
+        # TensorRT sets max_batch_size = max_batch; DepthPredictor.predict_batch splits larger
+        # batches by it, the other backends take any batch.
+        return create_backend(
+            entries, model, onnx_file, (width, height), cache_dir(), options=options
         )
-        if (
-            choice.backend.name == "tensorrt"
-            and getattr(choice.backend, "max_batch_size", None) is None
-        ):
-            # The engine's optimisation profile is built for batch 1: a multi-camera batch is
-            # then run one image per call (DepthPredictor.predict_batch splits it).
-            choice.backend.max_batch_size = 1
-        return choice
 
     choice = restart(chain)
     for reason in choice.skipped:
         warnings.append(f"backend skipped: {reason}")
     notes.append(f"backend {choice.backend.describe()} (chain: {chain})")
+    # e.g. TensorRT: engine built or loaded, INT8 calibration, a corrupt engine file rebuilt.
+    notes.extend(getattr(choice.backend, "notes", ()))
     predictor = DepthPredictor(
         description, choice.backend, config.min_depth, config.max_depth, config.depth_scale
     )

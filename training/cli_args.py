@@ -160,7 +160,19 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="also build a TensorRT engine (<output>.plan) when TensorRT is importable",
     )
     parser.add_argument(
-        "--precision", default="fp16", choices=("fp32", "fp16"), help="TensorRT engine precision"
+        "--precision",
+        default="fp16",
+        choices=("fp32", "fp16", "int8"),
+        help="TensorRT engine precision (int8 is calibrated, see --calibration-dir)",
+    )
+    parser.add_argument(
+        "--calibration-dir",
+        default="",
+        help="INT8: folder of sample camera images (default: synthetic frames of the model's "
+        "scene family)",
+    )
+    parser.add_argument(
+        "--max-batch", type=int, default=1, help="TensorRT: largest batch (number of cameras)"
     )
 
 

@@ -18,9 +18,21 @@ EXIT_NO_TENSORRT = 3
 
 
 def build_tensorrt_engine(
-    onnx_path: Path, width: int, height: int, precision: str = "fp16"
+    onnx_path: Path,
+    width: int,
+    height: int,
+    precision: str = "fp16",
+    *,
+    max_batch: int = 1,
+    calibration_dir: str = "",
+    mean: Sequence[float] = (0.485, 0.456, 0.406),
+    std: Sequence[float] = (0.229, 0.224, 0.225),
+    class_names: Sequence[str] = (),
 ) -> Path:
     """Build a TensorRT engine for ``onnx_path`` at ``width`` x ``height``.
+
+    INT8 engines are calibrated on ``calibration_dir`` (or synthetic frames of the checkpoint's
+    scene family), preprocessed with the checkpoint's normalisation.
 
     Returns:
         The engine file ``<onnx stem>.plan`` beside the ONNX file.
@@ -28,10 +40,29 @@ def build_tensorrt_engine(
     Raises:
         depth_perception.backends.base.BackendUnavailableError: no TensorRT or no CUDA.
     """
+    from depth_perception.backends.calibration import CalibrationSource, families_for_classes
     from depth_perception.backends.tensorrt_backend import TensorRTBackend
 
+    calibration = None
+    if precision == "int8":
+        calibration = CalibrationSource(
+            width,
+            height,
+            tuple(mean),
+            tuple(std),
+            folder=calibration_dir,
+            families=families_for_classes(tuple(class_names)),
+        )
     cache = onnx_path.parent / ".engine_cache"
-    backend = TensorRTBackend(onnx_path, width, height, cache, precision=precision)
+    backend = TensorRTBackend(
+        onnx_path,
+        width,
+        height,
+        cache,
+        precision=precision,
+        max_batch=max_batch,
+        calibration=calibration,
+    )
     target = onnx_path.with_suffix(".plan")
     shutil.copyfile(backend.engine_path, target)
     return target
@@ -72,7 +103,17 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     from depth_perception.backends.base import BackendUnavailableError
 
     try:
-        engine = build_tensorrt_engine(path, width, height, args.precision)
+        engine = build_tensorrt_engine(
+            path,
+            width,
+            height,
+            args.precision,
+            max_batch=args.max_batch,
+            calibration_dir=args.calibration_dir,
+            mean=meta.mean,
+            std=meta.std,
+            class_names=meta.class_names,
+        )
     except BackendUnavailableError as exc:
         print(
             f"no TensorRT engine built: {exc}. The ONNX file is ready; build the engine on the "

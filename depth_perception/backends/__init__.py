@@ -9,10 +9,16 @@ from depth_perception.backends.base import (
     BackendUnavailableError,
     InferenceBackend,
 )
-from depth_perception.backends.selection import backend_chain, create_backend, cuda_available
+from depth_perception.backends.selection import (
+    BackendOptions,
+    backend_chain,
+    create_backend,
+    cuda_available,
+)
 
 __all__ = [
     "BackendError",
+    "BackendOptions",
     "BackendUnavailableError",
     "InferenceBackend",
     "backend_chain",

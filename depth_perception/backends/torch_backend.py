@@ -31,7 +31,8 @@ class TorchBackend(InferenceBackend):
         model: the network; moved to ``device`` and put in eval mode.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         num_threads: CPU intra-op threads (0 = leave torch's default).
-        fp16: on CUDA, run under FP16 autocast (ignored on the CPU).
+        fp16: on CUDA, run under FP16 autocast (ignored on the CPU). ``create_backend`` sets it
+            from ``BackendOptions.precision``: on unless ``fp32`` (int8 has no torch path).
         cuda_graphs: on CUDA, capture a CUDA graph of the forward pass after warm-up (ignored
             on the CPU).
         warmup_runs: eager calls of one shape before capturing it (cuDNN picks its algorithms

@@ -257,7 +257,9 @@ class MonoDepthNode(LifecycleNode):
         try:
             self.config = self._read_config()
             cameras = self._camera_names()
-            self.pipeline = load_pipeline(self.config)
+            # One inference call takes every camera's newest frame: a TensorRT engine is built
+            # for batches up to the camera count.
+            self.pipeline = load_pipeline(self.config, max_batch=max(1, len(cameras)))
             self.pipeline.predictor.stage_hook = _fault_hook(
                 self.get_parameter("fault_injection").value
             )
