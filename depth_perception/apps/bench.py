@@ -35,20 +35,36 @@ def _sample_frame(width: int, height: int):
 
 
 def bench_model(pipeline, model, seconds: float) -> dict[str, float]:
-    """Model-only milliseconds per frame: the chosen backend and torch eager on the CPU."""
+    """Model-only milliseconds per frame: the chosen backend and the baselines beside it.
+
+    On the CPU the baseline is torch eager; where CUDA is available also torch eager on CUDA
+    (FP32, no graphs: the reference of the GPU ratios) and torch CUDA with FP16 + CUDA graphs.
+    """
+    import torch
+
     from depth_perception.backends.torch_backend import TorchBackend
 
     d = pipeline.description
     batch = np.random.default_rng(0).normal(size=(1, 3, d.input_height, d.input_width))
     batch = batch.astype(np.float32)
-    results = {
-        pipeline.choice.backend.name: _time_it(
-            lambda: pipeline.choice.backend.infer(batch), seconds
-        )
-    }
-    if pipeline.choice.backend.name != "torch":
+    chosen = pipeline.choice.backend
+    label = chosen.name if chosen.device == "cpu" else f"{chosen.name}_cuda"
+    results = {label: _time_it(lambda: chosen.infer(batch), seconds)}
+    if label != "torch":
         torch_backend = TorchBackend(model, "cpu")
         results["torch"] = _time_it(lambda: torch_backend.infer(batch), seconds)
+    if torch.cuda.is_available():
+        variants = {
+            "torch_cuda_eager": {"fp16": False, "cuda_graphs": False},
+            "torch_cuda_fp16_graphs": {"fp16": True, "cuda_graphs": True},
+        }
+        for name, options in variants.items():
+            try:
+                backend = TorchBackend(model, "cuda", **options)
+                results[name] = _time_it(lambda b=backend: b.infer(batch), seconds)
+            except Exception as error:  # a figure missing is reported, the rest still runs
+                print(f"  {name} could not run: {error}")
+        model.to("cpu")
     return results
 
 
@@ -389,12 +405,20 @@ def run_bench(args: argparse.Namespace) -> int:
     if camera_rows:
         print_cameras_table(args, camera_rows)
     print("\nratios (same run):")
-    backend_name = pipeline.choice.backend.name
+    chosen = pipeline.choice.backend
+    backend_name = chosen.name if chosen.device == "cpu" else f"{chosen.name}_cuda"
     if "torch" in model_ms and backend_name != "torch":
         print(
             f"  {backend_name} vs torch eager (CPU) speed-up: "
             f"{model_ms['torch'] / model_ms[backend_name]:.2f}x"
         )
+    if "torch_cuda_eager" in model_ms:
+        for name, value in model_ms.items():
+            if name.endswith("_cuda") or name.startswith("torch_cuda_fp16"):
+                print(
+                    f"  {name} vs torch eager CUDA speed-up: "
+                    f"{model_ms['torch_cuda_eager'] / value:.2f}x"
+                )
     if ros is not None:
         model_fps = 1e3 / model_ms[backend_name]
         print(

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 # Points closer than this to the source camera's image plane count as behind it.
 MIN_PROJECTED_DEPTH = 1e-3
+# Projections this far (pixels) outside the outermost pixel centres still count as inside.
+PIXEL_TOLERANCE = 1e-3
 PADDING_MODES = ("zeros", "border")
 
 
@@ -136,7 +138,9 @@ def inverse_warp(
     z_safe = torch.where(in_front, z, torch.full_like(z, MIN_PROJECTED_DEPTH))
     x = projected[:, 0] / z_safe
     y = projected[:, 1] / z_safe
-    valid = in_front & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    # A pixel-centre tolerance absorbs the rounding of K^-1 K (identity motion stays valid).
+    tol = PIXEL_TOLERANCE
+    valid = in_front & (x >= -tol) & (x <= w - 1 + tol) & (y >= -tol) & (y <= h - 1 + tol)
     # align_corners=False maps pixel centre i to (2i + 1) / size - 1.
     grid = torch.stack([(2 * x + 1) / w - 1, (2 * y + 1) / h - 1], dim=-1).view(b, h, w, 2)
     warped = F.grid_sample(
