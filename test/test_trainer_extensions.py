@@ -8,6 +8,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -180,3 +181,26 @@ def test_stage_overrides_are_checked():
         config(stages=[{"name": "../x", "set": {}}])
     with pytest.raises(ValueError, match="unique"):
         config(stages=[{"name": "a", "set": {}}, {"name": "a", "set": {}}])
+
+
+def test_random_crop_cuts_training_windows_and_is_checked():
+    from training.datasets import SeededAugmentation, make_dataset, training_augmentations
+
+    cfg = config(data={"width": 96, "height": 64, "random_crop": [64, 32]})
+    data = make_dataset(cfg.data, "train", length=2)
+    crops = SeededAugmentation(data, training_augmentations(cfg.data), seed=0)
+    whole, cropped = data[0], crops[0]
+    assert cropped.image.shape == (32, 64, 3) and whole.image.shape == (64, 96, 3)
+    # The window is a piece of the whole frame, with the principal point moved with it.
+    found = [
+        (y, x)
+        for y in range(33)
+        for x in range(33)
+        if np.array_equal(whole.depth[y : y + 32, x : x + 64], cropped.depth)
+    ]
+    assert found
+    y0, x0 = found[0]
+    assert cropped.intrinsics.cx == pytest.approx(whole.intrinsics.cx - x0)
+    assert cropped.intrinsics.cy == pytest.approx(whole.intrinsics.cy - y0)
+    with pytest.raises(ValueError, match="random_crop"):
+        config(data={"width": 96, "height": 64, "random_crop": [128, 32]})

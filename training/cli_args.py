@@ -10,11 +10,13 @@ import argparse
 
 DATASET_CHOICES = (
     "synthetic",
+    "synthetic_sequence",
     "nyu_depth_v2",
     "kitti_depth",
     "kitti_selection",
     "cityscapes",
     "sunrgbd",
+    "kitti_raw",
 )
 
 

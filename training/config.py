@@ -64,6 +64,9 @@ class DataConfig:
         val_length: Validation samples (None: the data set's default).
         num_workers: DataLoader worker processes (0: load in the main process).
         augment: Random flips / colour jitter on the training split.
+        random_crop: ``[width, height]`` of a random window cut from each training image
+            (loaded at ``width`` x ``height``); validation and inference see whole frames
+            (paper b trains on 128x128 / 256x256 crops). None: no crop.
         pseudo_labels: Directory written by ``depth-perception teacher`` (same data set, split
             and size); its dense depth and labels replace the training split's ground truth.
         options: Further keyword arguments of the data set constructor.
@@ -80,6 +83,7 @@ class DataConfig:
     val_length: int | None = 64
     num_workers: int = 0
     augment: bool = True
+    random_crop: list[int] | None = None
     pseudo_labels: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -304,6 +308,14 @@ class ExperimentConfig:
                 raise ValueError(f"{key} must be >= 0, got {value}")
         if not 0 <= self.loss.seg_lambda <= 1:
             raise ValueError(f"loss.seg_lambda must be in [0, 1], got {self.loss.seg_lambda}")
+        crop = self.data.random_crop
+        if crop is not None and not (
+            len(crop) == 2 and 0 < crop[0] <= self.data.width and 0 < crop[1] <= self.data.height
+        ):
+            raise ValueError(
+                f"data.random_crop must be [width, height] within data.width x data.height "
+                f"({self.data.width}x{self.data.height}), got {crop}"
+            )
         if not 0 < self.optim.lr_decay <= 1:
             raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.optim.lr_decay}")
         from training.objectives import objective_names

@@ -27,8 +27,11 @@ _DISK_DATASETS: dict[str, str] = {
     "kitti_selection": "training.data.kitti:KittiSelectionDataset",
     "cityscapes": "training.data.cityscapes:CityscapesDataset",
     "sunrgbd": "training.data.sunrgbd:SunRGBDDataset",
+    "kitti_raw": "training.data.kitti:KittiRawSequenceDataset",
 }
-DATASETS: tuple[str, ...] = ("synthetic", *_DISK_DATASETS)
+# Rendered on the fly: single frames, and frames with neighbours + exact poses (self-supervised).
+_SYNTHETIC_DATASETS: tuple[str, ...] = ("synthetic", "synthetic_sequence")
+DATASETS: tuple[str, ...] = (*_SYNTHETIC_DATASETS, *_DISK_DATASETS)
 
 
 def family_for_classes(class_names: Sequence[str]) -> str | None:
@@ -43,7 +46,7 @@ def family_for_classes(class_names: Sequence[str]) -> str | None:
 
 def data_depth_range(cfg: DataConfig) -> tuple[float, float] | None:
     """Nominal (min, max) depth of the data in metres, when the data set defines one."""
-    if cfg.dataset == "synthetic":
+    if cfg.dataset in _SYNTHETIC_DATASETS:
         from depth_perception.synthetic.world import DEPTH_RANGES
 
         return DEPTH_RANGES[cfg.family]
@@ -51,12 +54,15 @@ def data_depth_range(cfg: DataConfig) -> tuple[float, float] | None:
 
 
 def training_augmentations(cfg: DataConfig) -> list[Callable]:
-    """Random flips and photometric jitter of the training split (empty when disabled)."""
-    if not cfg.augment:
-        return []
+    """Random crop (``random_crop``), flips and photometric jitter of the training split."""
     from training.data import augment
 
-    return [augment.RandomHorizontalFlip(0.5), augment.ColorJitter()]
+    transforms: list[Callable] = []
+    if cfg.random_crop is not None:
+        transforms.append(augment.RandomCrop(*cfg.random_crop))
+    if cfg.augment:
+        transforms += [augment.RandomHorizontalFlip(0.5), augment.ColorJitter()]
+    return transforms
 
 
 class SeededAugmentation(Dataset):
@@ -116,14 +122,17 @@ def make_dataset(
     Raises:
         ValueError: unknown data set name, or options its constructor does not take.
     """
-    if cfg.dataset == "synthetic":
-        from training.data.synthetic import SyntheticDataset
+    if cfg.dataset in _SYNTHETIC_DATASETS:
+        from training.data.synthetic import SyntheticDataset, SyntheticSequenceDataset
 
         options = dict(cfg.options)
         frames = int(options.pop("frames_per_scene", 8))
         if length is not None and "num_scenes" not in options:
             options["num_scenes"] = max(1, math.ceil(length / frames))
-        dataset = SyntheticDataset(
+        synthetic_cls = (
+            SyntheticSequenceDataset if cfg.dataset == "synthetic_sequence" else SyntheticDataset
+        )
+        dataset = synthetic_cls(
             family=cfg.family,
             split=split,
             width=cfg.width,
@@ -137,7 +146,12 @@ def make_dataset(
         module, cls_name = _DISK_DATASETS[cfg.dataset].split(":")
         cls = getattr(importlib.import_module(module), cls_name)
         params = inspect.signature(cls).parameters
-        kwargs: dict[str, Any] = dict(cfg.options)
+        # "{split}" in a string option names a per-split file, e.g. kitti_raw's
+        # split_file: splits/eigen_zhou/{split}_files.txt
+        kwargs: dict[str, Any] = {
+            k: v.replace("{split}", split) if isinstance(v, str) else v
+            for k, v in cfg.options.items()
+        }
         if cfg.root is not None:
             first = next(iter(params))
             kwargs.setdefault(first, cfg.root)

@@ -321,7 +321,18 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     model, meta = load_model(args.checkpoint, device=device)
     width = args.width or meta.input_width
     height = args.height or meta.input_height
-    family = args.family or family_for_classes(meta.class_names) or "indoor"
+    trained_on = (meta.extra or {}).get("dataset", {})
+    family = (
+        args.family
+        or family_for_classes(meta.class_names)
+        # Depth-only checkpoints have no classes: the family they were trained on decides.
+        or (
+            trained_on.get("family")
+            if trained_on.get("name", "").startswith("synthetic")
+            else None
+        )
+        or "indoor"
+    )
     data_cfg = DataConfig(
         dataset=args.dataset,
         family=family,

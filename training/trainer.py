@@ -243,7 +243,7 @@ def build_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Opti
 
     Frozen parameters (``requires_grad`` False) are left out. Parameters the model names in
     ``no_weight_decay_parameters()`` (e.g. paper b's learned task weights, which weight decay
-    would pull towards 1) get their own group without weight decay.
+    would pull towards 0) get their own group without weight decay.
     """
     base = unwrap_model(model)
     exempt = set(getattr(base, "no_weight_decay_parameters", lambda: ())())
@@ -406,8 +406,11 @@ def save_last(ctx: TrainContext) -> None:
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    keys = ("image", "depth", "valid", "labels")
-    return {k: batch[k].to(device, non_blocking=True) for k in keys if k in batch}
+    # Every tensor: image, depth, valid, labels, K and, for sequences, neighbours, poses and
+    # the raw images of photometric losses (meta and skipped stay behind).
+    return {
+        k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)
+    }
 
 
 def _log_scalars(ctx: TrainContext, values: dict[str, float], prefix: str) -> None:

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from torch import nn
 
-from depth_perception.models._sfm_wip import pose_vec_to_mat
+from depth_perception.models.sfm import pose_vec_to_mat
 from training.gradient_losses import GRADIENT_COMBINE_MODES, gradient_consistency_loss
 from training.objectives import Terms, register_objective, unwrap
 

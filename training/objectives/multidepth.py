@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from torch import nn
 
-from depth_perception.models._multidepth_wip import depth_to_class, normalize_depth
+from depth_perception.models.multidepth import depth_to_class, normalize_depth
 from training.losses import downsample_depth
 from training.objectives import Terms, register_objective, unwrap
 
