@@ -28,14 +28,18 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models import densenet201
 
-from depth_perception.models.registry import DepthModel, register_model
+from depth_perception.models.registry import (
+    DepthModel,
+    load_encoder_state,
+    read_state_dict,
+    register_model,
+)
 
 PAPER = (
     "R. Bharadwaj, R. Gutmann, I. Moothart, C. Reinertson: Fast-Converging Depth Estimation "
@@ -160,20 +164,7 @@ class DenseDepth201(DepthModel):
             FileNotFoundError: no file at ``path``.
             ValueError: the file cannot be read without pickle, or its tensors do not fit.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"encoder weights not found: {path}")
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                state = load_file(str(path))
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"cannot read encoder weights {path} (no pickle): {exc}") from exc
-        if not isinstance(state, Mapping):
-            raise ValueError(f"{path} does not hold a state dict")
+        state = read_state_dict(path)
         wanted = {}
         for key, value in state.items():
             if key.startswith("classifier."):
@@ -182,23 +173,7 @@ class DenseDepth201(DepthModel):
             if match:
                 key = match.group(1) + match.group(2)
             wanted[key.removeprefix("features.")] = value
-        own = self.encoder.state_dict()
-        # Files older than BatchNorm's num_batches_tracked lack it; load_state_dict fills it.
-        missing = sorted(
-            k for k in set(own) - set(wanted) if not k.endswith("num_batches_tracked")
-        )
-        unexpected = sorted(set(wanted) - set(own))
-        bad_shapes = [
-            f"{k}: file {tuple(wanted[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in own
-            if k in wanted and wanted[k].shape != own[k].shape
-        ]
-        if missing or unexpected or bad_shapes:
-            raise ValueError(
-                f"{path} is not a torchvision densenet201 state dict: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}, shape mismatches {bad_shapes[:5]}"
-            )
-        self.encoder.load_state_dict(wanted, strict=True)
+        load_encoder_state(self.encoder, wanted, path, "a torchvision densenet201 state dict")
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         self.validate_input(x)

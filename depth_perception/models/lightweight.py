@@ -19,7 +19,6 @@ which is positive by construction. Input H and W must be multiples of 32.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -28,7 +27,12 @@ from torchvision.models import mobilenet_v2
 from torchvision.models.mobilenetv2 import InvertedResidual
 
 from depth_perception.classes import CITYSCAPES_CLASSES
-from depth_perception.models.registry import DepthModel, register_model
+from depth_perception.models.registry import (
+    DepthModel,
+    load_encoder_state,
+    read_state_dict,
+    register_model,
+)
 
 PAPER = (
     "M.-J. Chiu, H.-T. Chen, W.-C. Chiu, J.-H. Chuang: Real-time Monocular Depth Estimation "
@@ -196,20 +200,7 @@ class LightweightDepthNet(DepthModel):
             FileNotFoundError: no file at ``path``.
             ValueError: the file cannot be read without pickle, or its tensors do not fit.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"encoder weights not found: {path}")
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                state = load_file(str(path))
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"cannot read encoder weights {path} (no pickle): {exc}") from exc
-        if not isinstance(state, Mapping):
-            raise ValueError(f"{path} does not hold a state dict")
+        state = read_state_dict(path)
         wanted = {}
         for key, value in state.items():
             name = key.removeprefix("features.")
@@ -218,20 +209,9 @@ class LightweightDepthNet(DepthModel):
                 continue
             if int(index) < _ENCODER_LAYERS:
                 wanted[name] = value
-        own = self.encoder.state_dict()
-        missing = sorted(set(own) - set(wanted))
-        bad_shapes = [
-            f"{k}: file {tuple(wanted[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in own
-            if k in wanted and wanted[k].shape != own[k].shape
-        ]
-        if missing or bad_shapes:
-            raise ValueError(
-                f"{path} is not a MobileNetV2 width_mult={WIDTH_MULT} state dict: "
-                f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                f"shape mismatches {bad_shapes[:5]}"
-            )
-        self.encoder.load_state_dict(wanted, strict=True)
+        load_encoder_state(
+            self.encoder, wanted, path, f"a MobileNetV2 width_mult={WIDTH_MULT} state dict"
+        )
 
     def output_sizes(self, width: int, height: int) -> list[tuple[int, int]]:
         """``(width, height)`` of the outputs of the kept decoder blocks, D1 first."""

@@ -51,7 +51,7 @@ Eval mode returns ``{"depth"}`` only. Parameter names start with ``scale1.``, ``
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -59,7 +59,12 @@ import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from depth_perception.models.registry import DepthModel, register_model
+from depth_perception.models.registry import (
+    DepthModel,
+    load_encoder_state,
+    read_state_dict,
+    register_model,
+)
 
 PAPER_MSM = (
     "D. Eigen, R. Fergus: Predicting Depth, Surface Normals and Semantic Labels with a Common "
@@ -309,38 +314,13 @@ class MultiScaleDepthNet(DepthModel):
             FileNotFoundError: no file at ``path``.
             ValueError: the file cannot be read without pickle, or its tensors do not fit.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"encoder weights not found: {path}")
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                state = load_file(str(path))
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"cannot read encoder weights {path} (no pickle): {exc}") from exc
-        if not isinstance(state, Mapping):
-            raise ValueError(f"{path} does not hold a state dict")
+        state = read_state_dict(path)
         wanted = {
             key.removeprefix("features."): value
             for key, value in state.items()
             if not key.startswith("classifier.") and key.removeprefix("features.")[:1].isdigit()
         }
-        own = self.scale1.features.state_dict()
-        missing = sorted(set(own) - set(wanted))
-        bad_shapes = [
-            f"{k}: file {tuple(wanted[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in own
-            if k in wanted and wanted[k].shape != own[k].shape
-        ]
-        if missing or bad_shapes:
-            raise ValueError(
-                f"{path} is not a torchvision vgg16 state dict: missing {missing[:5]}"
-                f"{'...' if len(missing) > 5 else ''}, shape mismatches {bad_shapes[:5]}"
-            )
-        self.scale1.features.load_state_dict({k: wanted[k] for k in own}, strict=True)
+        load_encoder_state(self.scale1.features, wanted, path, "a torchvision vgg16 state dict")
 
     def validate_input(self, x: torch.Tensor) -> None:
         """The registry's input checks plus VGG's minimum size (see :class:`DepthModel`)."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -336,3 +337,55 @@ def get_model_info(name: str) -> ModelInfo:
         ValueError: unknown name (the message lists the available ones).
     """
     return _REGISTRY.info(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# local ImageNet encoder weights (nothing is ever downloaded)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file or of a torch file read with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file cannot be read without pickle or holds no state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder weights not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read encoder weights {path} (no pickle): {exc}") from exc
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path} does not hold a state dict")
+    return dict(state)
+
+
+def load_encoder_state(
+    module: nn.Module, wanted: Mapping[str, torch.Tensor], source: str | Path, what: str
+) -> None:
+    """Load ``wanted`` into ``module`` after checking that it is exactly the module's state.
+
+    BatchNorm's ``num_batches_tracked`` may be absent (older files); anything else missing,
+    extra or of another shape raises ValueError naming ``what`` the file should have been.
+    """
+    own = module.state_dict()
+    missing = sorted(k for k in set(own) - set(wanted) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(wanted) - set(own))
+    bad_shapes = [
+        f"{k}: file {tuple(wanted[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in wanted and wanted[k].shape != own[k].shape
+    ]
+    if missing or unexpected or bad_shapes:
+        raise ValueError(
+            f"{source} is not {what}: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}, shape mismatches {bad_shapes[:5]}"
+        )
+    module.load_state_dict(dict(wanted), strict=True)
