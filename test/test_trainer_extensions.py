@@ -204,3 +204,17 @@ def test_random_crop_cuts_training_windows_and_is_checked():
     assert cropped.intrinsics.cy == pytest.approx(whole.intrinsics.cy - y0)
     with pytest.raises(ValueError, match="random_crop"):
         config(data={"width": 96, "height": 64, "random_crop": [128, 32]})
+
+
+def test_a_run_saved_before_new_keys_existed_still_resumes(tmp_path):
+    from training.config import config_to_dict
+    from training.trainer import _check_resume_config
+
+    cfg = config()
+    saved = config_to_dict(cfg)
+    for key in ("accumulate_steps", "freeze"):
+        del saved["train"][key]  # a run written before these keys existed
+    del saved["data"]["random_crop"]
+    _check_resume_config(cfg, saved, tmp_path)
+    with pytest.raises(ValueError, match=r"train\.accumulate_steps: 1 -> 2"):
+        _check_resume_config(config(train={"accumulate_steps": 2}), saved, tmp_path)

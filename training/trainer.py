@@ -656,6 +656,7 @@ _FIXED_ON_RESUME: dict[str, tuple[str, ...]] = {
         "train_split",
         "train_length",
         "augment",
+        "random_crop",
         "pseudo_labels",
         "options",
     ),
@@ -665,11 +666,14 @@ _FIXED_ON_RESUME: dict[str, tuple[str, ...]] = {
 
 def _check_resume_config(cfg: ExperimentConfig, saved: dict[str, Any], run_dir: Path) -> None:
     now = config_to_dict(cfg)
+    # A key the saved run does not have (written before the key existed) had its default.
+    defaults = config_to_dict(ExperimentConfig())
     for section, keys in _FIXED_ON_RESUME.items():
+        before = {**defaults[section], **saved.get(section, {})}
         changed = [
-            f"{section}.{k}: {saved.get(section, {}).get(k)!r} -> {now[section][k]!r}"
+            f"{section}.{k}: {before[k]!r} -> {now[section][k]!r}"
             for k in keys
-            if saved.get(section, {}).get(k) != now[section][k]
+            if before[k] != now[section][k]
         ]
         if changed:
             raise ValueError(
