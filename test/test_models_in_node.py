@@ -105,8 +105,9 @@ def test_model_runs_in_mono_depth_node(ros, tmp_path, name):
         assert depth.shape == (HEIGHT, WIDTH) and depth.dtype == np.float32
         finite = depth[np.isfinite(depth)]
         assert finite.size > 0 and float(finite.min()) > 0
+        # The monitor replaces its diagnostics dict with every message: read it afresh.
+        harness.wait_for(lambda: results.diagnostics.get("model") == name, 30, "diagnostics")
         diagnostics = results.diagnostics
-        harness.wait_for(lambda: diagnostics.get("model") == name, 30, "diagnostics")
         metric = get_model_info(name).metric
         assert diagnostics["depth_is_metric"] == str(metric)
         if segments:
