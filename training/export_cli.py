@@ -40,19 +40,23 @@ def build_tensorrt_engine(
     Raises:
         depth_perception.backends.base.BackendUnavailableError: no TensorRT or no CUDA.
     """
-    from depth_perception.backends.calibration import CalibrationSource, families_for_classes
+    from depth_perception.backends.calibration import families_for_classes
+    from depth_perception.backends.selection import BackendOptions
     from depth_perception.backends.tensorrt_backend import TensorRTBackend
 
     calibration = None
     if precision == "int8":
-        calibration = CalibrationSource(
-            width,
-            height,
-            tuple(mean),
-            tuple(std),
-            folder=calibration_dir,
-            families=families_for_classes(tuple(class_names)),
+        # The node's own options object: the engine exported here and the one the node would
+        # build calibrate on the same images, so they share the calibration cache.
+        options = BackendOptions(
+            precision=precision,
+            max_batch=max_batch,
+            calibration_dir=calibration_dir,
+            mean=tuple(mean),
+            std=tuple(std),
+            calibration_families=families_for_classes(tuple(class_names)),
         )
+        calibration = options.calibration_source((width, height))
     cache = onnx_path.parent / ".engine_cache"
     backend = TensorRTBackend(
         onnx_path,
