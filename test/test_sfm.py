@@ -245,6 +245,33 @@ def test_eval_forward_returns_full_resolution_depth_only(name: str) -> None:
         model(torch.randn(1, 3, 64, 80))
 
 
+@pytest.mark.parametrize("name", ["sfm", "sfm_gradient"])
+@pytest.mark.parametrize("width_mult", [0.5, 1.0])
+def test_fresh_models_start_off_the_depth_floor(name: str, width_mult: float) -> None:
+    # Regression: fed the previous scale's disparity (up to 10) the finer heads started
+    # saturated, depth sat at its 0.0999 floor with zero gradient and training never left it.
+    x = torch.rand(2, 3, 96, 128) * 2 - 1
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = build_model(name, width_mult=width_mult).train()
+        for disp in model(x)["disp_scales"]:
+            sigmoid = (disp - sfm_models.DISP_BETA) / sfm_models.DISP_ALPHA
+            assert float((sigmoid > 0.95).float().mean()) < 0.05, (seed, float(sigmoid.mean()))
+
+
+def test_fresh_pose_network_features_keep_their_scale() -> None:
+    # Regression: Xavier init halved the activations per ReLU layer (last features ~0.005), so
+    # the pose network took ~10^4 steps to reach the frames' rotations.
+    torch.manual_seed(0)
+    net = sfm_models.PoseExpNet(2, True)
+    features: list[float] = []
+    for conv in net.convs:
+        conv.register_forward_hook(lambda _m, _i, out: features.append(float(out.abs().mean())))
+    with torch.no_grad():
+        net(torch.rand(2, 3, 96, 128) * 2 - 1, torch.rand(2, 2, 3, 96, 128) * 2 - 1)
+    assert min(features) > 0.25 * features[0], features
+
+
 def test_training_forward_with_neighbours() -> None:
     torch.manual_seed(0)
     model = build_model("sfm", width_mult=SMALL).train()

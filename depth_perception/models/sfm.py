@@ -7,8 +7,10 @@
   ReLU, no BatchNorm; kernels 7, 5, 3, 3, 3, 3, 3; 32, 64, 128, 256, 512, 512, 512 channels) and
   a decoder of seven transposed-conv stages (512, 512, 256, 128, 64, 32, 16 channels), each
   concatenating the encoder feature of its resolution. The last four stages predict a
-  disparity ``10 * sigmoid(conv) + 0.01`` at 1/8, 1/4, 1/2 and full resolution; each prediction
-  is upsampled and fed to the next stage. ``depth = 1 / disparity`` lies in [0.0999, 100];
+  disparity ``10 * sigmoid(conv) + 0.01`` at 1/8, 1/4, 1/2 and full resolution; each
+  prediction's sigmoid (in [0, 1]; the reference feeds the disparity itself, which at up to 10
+  saturates the finer heads at initialisation and pins depth to its floor) is upsampled and fed
+  to the next stage. ``depth = 1 / disparity`` lies in [0.0999, 100];
   it is relative (up to scale): the photometric loss fixes no unit.
 * pose/explainability network PoseExpNet (``model.pose_net``, used only in training): the
   target and its N source frames stacked on the channels, seven stride-2 convs (16 ... 256
@@ -111,13 +113,24 @@ def _upconv(in_ch: int, out_ch: int) -> nn.Sequential:
     )
 
 
-def _init_xavier(module: nn.Module) -> None:
-    # SfMLearner-Pytorch's init_weights: Xavier-uniform weights, zero biases.
+def _init_weights(module: nn.Module, heads: Sequence[nn.Module] = ()) -> None:
+    """He (Kaiming) init for the ReLU layers, Xavier for the linear prediction heads.
+
+    SfMLearner-Pytorch inits every layer Xavier-uniform. Without BatchNorm, Xavier halves the
+    activations' scale at each ReLU layer: the pose network's last features are ~0.005 at
+    init, so its Euler angles move ~1e-5 rad per Adam step and the ~0.09 rad between frames
+    takes ~10^4 steps, which the reference's 150k iterations can afford and a CPU run cannot.
+    He init keeps the scale through the depth (the reason it exists); biases start at zero.
+    """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(m.weight)
+            nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+    for head in heads:
+        for m in head.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.xavier_uniform_(m.weight)
 
 
 def disparity_to_depth(disp: torch.Tensor) -> torch.Tensor:
@@ -151,8 +164,9 @@ class DispDecoder(nn.Module):
 
     Stage k (7 .. 1) up-convolves the previous stage, concatenates the encoder feature of its
     resolution (none at full resolution) and, at the four prediction stages 4 .. 1, the
-    upsampled prediction of the previous stage (from stage 3 on) and ``extra_channels`` extra
-    maps of that scale, then runs a 3x3 conv; prediction stages end in a 3x3 conv head.
+    upsampled prediction of the previous stage (from stage 3 on; its sigmoid for disparity)
+    and ``extra_channels`` extra maps of that scale, then runs a 3x3 conv; prediction stages
+    end in a 3x3 conv head.
 
     Args:
         encoder_channels: Channels of the encoder's seven stages, finest first.
@@ -190,7 +204,7 @@ class DispDecoder(nn.Module):
             self.upconvs.append(_upconv(previous, channels))
             self.iconvs.append(_conv_relu(inputs, channels))
             previous = channels
-        _init_xavier(self)
+        _init_weights(self, self.heads)
 
     def forward(
         self,
@@ -210,15 +224,16 @@ class DispDecoder(nn.Module):
             raise ValueError(f"this decoder needs {NUM_SCALES} extra maps, one per scale")
         x = features[-1]
         predictions: list[torch.Tensor] = []
+        cascade: torch.Tensor | None = None
         for index, (upconv, iconv) in enumerate(zip(self.upconvs, self.iconvs, strict=True)):
             stage = 7 - index
             ref = features[stage - 2] if stage >= 2 else image
             x = _crop_like(upconv(x), ref)
             parts = [x] if stage < 2 else [x, ref]
             if stage <= NUM_SCALES:
-                if predictions:
+                if cascade is not None:
                     up = F.interpolate(
-                        predictions[-1], scale_factor=2.0, mode="bilinear", align_corners=False
+                        cascade, scale_factor=2.0, mode="bilinear", align_corners=False
                     )
                     parts.append(_crop_like(up, ref))
                 if self.extra_channels:
@@ -227,7 +242,14 @@ class DispDecoder(nn.Module):
             if stage <= NUM_SCALES:
                 head = self.heads[NUM_SCALES - stage](x)
                 if self.disparity:
-                    head = DISP_ALPHA * torch.sigmoid(head) + DISP_BETA
+                    # The next stage gets the sigmoid in [0, 1], not the disparity in
+                    # [0.01, 10]: fed at that size (the reference's choice) it outweighs the
+                    # freshly initialised features and saturates the finer heads' sigmoids
+                    # from the first step (depth pinned at its 0.1 floor, zero gradient).
+                    cascade = torch.sigmoid(head)
+                    head = DISP_ALPHA * cascade + DISP_BETA
+                else:
+                    cascade = head
                 predictions.append(head)
         return predictions
 
@@ -280,7 +302,7 @@ class PoseExpNet(nn.Module):
             self.mask_preds = nn.ModuleList(
                 nn.Conv2d(c, num_sources, 3, padding=1) for c in MASK_UPCONV_CHANNELS[1:]
             )
-        _init_xavier(self)
+        _init_weights(self, [self.pose_pred, *getattr(self, "mask_preds", ())])
 
     def forward(
         self, target: torch.Tensor, sources: torch.Tensor
@@ -390,7 +412,7 @@ class SfmLearnerNet(_SfmBase):
         self._setup(num_sources, explainability, width_mult)
         self.encoder = DispEncoder(width_mult)
         self.decoder = DispDecoder(self.encoder.channels, 1, True, 0, width_mult)
-        _init_xavier(self.encoder)
+        _init_weights(self.encoder)
 
     def forward(
         self, x: torch.Tensor, neighbours: torch.Tensor | None = None
@@ -409,13 +431,16 @@ class SfmLearnerNet(_SfmBase):
 
 
 def refinement_inputs(disp: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    """The refinement decoder's extra input at one scale: ``(disp, tanh(G_x / D), tanh(G_y / D))``.
+    """The refinement decoder's extra input at one scale: ``(s, tanh(G_x / D), tanh(G_y / D))``.
 
-    The gradient decoder predicts gradients of the (relative, unit-free) depth ``D``; divided
-    by ``D`` they become scale-free (about ``grad log D``), and ``tanh`` bounds the jumps at
+    ``s = (disp - 0.01) / 10`` is the depth decoder's sigmoid, in [0, 1] like the decoder's
+    own cascaded predictions (a disparity of up to 10 would outweigh the features). The
+    gradient decoder predicts gradients of the (relative, unit-free) depth ``D``; divided by
+    ``D`` they become scale-free (about ``grad log D``), and ``tanh`` bounds the jumps at
     occlusion boundaries so that the conv layers see inputs of a fixed range.
     """
-    return torch.cat([disp, torch.tanh(grad * disp)], dim=1)
+    unit = (disp - DISP_BETA) / DISP_ALPHA
+    return torch.cat([unit, torch.tanh(grad * disp)], dim=1)
 
 
 class SfmGradientNet(_SfmBase):
@@ -444,7 +469,7 @@ class SfmGradientNet(_SfmBase):
         self.depth_decoder = DispDecoder(enc, 1, True, 0, width_mult)
         self.grad_decoder = DispDecoder(enc, 2, False, 0, width_mult)
         self.refine_decoder = DispDecoder(enc, 1, True, 3, width_mult)
-        _init_xavier(self.encoder)
+        _init_weights(self.encoder)
         if not self.refine:
             # Stage 1: the refinement decoder gets no gradient; leaving it out of the
             # optimiser also keeps DistributedDataParallel from waiting for its gradients.
