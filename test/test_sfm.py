@@ -393,6 +393,39 @@ def test_sfm_objective_trains_depth_and_pose(sequence_batch: dict) -> None:
         assert any(float(g.abs().sum()) > 0 for g in grads)
 
 
+def test_true_pose_diagnostic_warps_with_the_data_poses(sequence_batch: dict) -> None:
+    data = _objective_batch(sequence_batch)
+    with pytest.raises(ValueError, match="poses"):
+        SfmObjective.from_args({"poses": "oracle"})
+    with pytest.raises(ValueError, match="true_translation_scale"):
+        SfmObjective(poses="ground_truth", true_translation_scale=0.0)
+    torch.manual_seed(0)
+    model = build_model("sfm", width_mult=SMALL, explainability=False).train()
+    objective = SfmObjective(poses="ground_truth", mask_weight=0.0, smooth_weight=0.0)
+    outputs, terms = objective(model, data)
+    depth = [d.detach() for d in outputs["depth_scales"]]
+    expected, _ = photometric_loss(
+        data["image_raw"], data["neighbours_raw"], depth, data["poses"], data["K"]
+    )
+    assert terms.parts["recon"] == pytest.approx(float(expected), rel=1e-5)
+    assert "pose_rot_err_deg" not in terms.parts  # the pose network is not trained
+    terms.total.backward()
+    assert all(float(p.grad.abs().sum()) == 0 for p in model.pose_net.parameters())
+    assert any(float(p.grad.abs().sum()) > 0 for p in model.decoder.parameters())
+    # scaled translations: the same as warping with scaled poses
+    scaled = data["poses"].clone()
+    scaled[..., :3, 3] *= 0.1
+    half, _ = photometric_loss(data["image_raw"], data["neighbours_raw"], depth, scaled, data["K"])
+    _, terms = SfmObjective(
+        poses="ground_truth", true_translation_scale=0.1, mask_weight=0.0, smooth_weight=0.0
+    )(model, data)
+    assert terms.parts["recon"] == pytest.approx(float(half), rel=1e-5)
+    assert terms.parts["recon"] != pytest.approx(float(expected), rel=1e-3)
+    del data["poses"]
+    with pytest.raises(ValueError, match="poses"):
+        objective(model, data)
+
+
 def test_sfm_gradient_objective_stages(sequence_batch: dict) -> None:
     torch.manual_seed(0)
     data = _objective_batch(sequence_batch)

@@ -27,7 +27,9 @@ For ``sfm_gradient`` (paper a sec. IV-B) ``loss.args.stage`` selects the stage:
 ``loss.args`` keys: ``stage`` (1 or 2; only for ``sfm_gradient``), ``recon_weight``,
 ``mask_weight``, ``smooth_weight``, ``smooth_decay``, ``gradient_weight``,
 ``gradient_combine`` (``product`` as printed in Eq. 1, or ``sum``), ``padding_mode``
-(``zeros`` or ``border`` for ``grid_sample``).
+(``zeros`` or ``border`` for ``grid_sample``), ``poses`` (``network``, or ``ground_truth``: a
+diagnostic that warps with the synthetic sequences' exact poses instead of the pose network's)
+and ``true_translation_scale`` (multiplies those poses' translations).
 """
 
 from __future__ import annotations
@@ -261,7 +263,10 @@ _DEFAULTS: dict[str, Any] = {
     "gradient_weight": 1.0,
     "gradient_combine": "product",
     "padding_mode": "zeros",
+    "poses": "network",
+    "true_translation_scale": 1.0,
 }
+POSE_SOURCES = ("network", "ground_truth")
 
 
 class SfmObjective:
@@ -277,6 +282,14 @@ class SfmObjective:
         gradient_weight: Weight of Eq. 1 in stage 1.
         gradient_combine: ``product`` (Eq. 1 as printed) or ``sum``.
         padding_mode: ``zeros`` or ``border``.
+        poses: ``network`` (SfMLearner: the pose network's motion warps the sources) or
+            ``ground_truth`` (a diagnostic for synthetic sequences: the data's exact relative poses
+            warp them, so only the depth network is learnt, self-supervised and metric; it
+            tells a depth network that cannot learn from a pose network that has not yet).
+        true_translation_scale: With ``poses: ground_truth``, the true translations are multiplied
+            by this, so the depth learnt is the true depth times it (depth is relative
+            anyway): 0.1 puts indoor depths (~2.4 m) where the models' disparity head starts
+            (~0.2; its range suits SfMLearner's unit-free depth, not metres).
     """
 
     needs_raw_images = True
@@ -291,7 +304,11 @@ class SfmObjective:
         gradient_weight: float = 1.0,
         gradient_combine: str = "product",
         padding_mode: str = "zeros",
+        poses: str = "network",
+        true_translation_scale: float = 1.0,
     ) -> None:
+        if poses not in POSE_SOURCES:
+            raise ValueError(f"loss.args.poses must be one of {POSE_SOURCES}, got {poses!r}")
         if stage not in (None, 1, 2) or isinstance(stage, bool):
             raise ValueError(f"loss.args.stage must be 1, 2 or absent, got {stage!r}")
         weights = {
@@ -326,6 +343,19 @@ class SfmObjective:
         self.gradient_weight = float(gradient_weight)
         self.gradient_combine = gradient_combine
         self.padding_mode = padding_mode
+        self.poses = poses
+        if isinstance(true_translation_scale, bool) or not isinstance(
+            true_translation_scale, (int, float)
+        ):
+            raise ValueError(
+                "loss.args.true_translation_scale must be a number, got "
+                f"{true_translation_scale!r}"
+            )
+        if not true_translation_scale > 0:
+            raise ValueError(
+                f"loss.args.true_translation_scale must be > 0, got {true_translation_scale}"
+            )
+        self.true_translation_scale = float(true_translation_scale)
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> SfmObjective:
@@ -369,7 +399,10 @@ class SfmObjective:
 
     def __call__(self, model: nn.Module, data: dict[str, Any]) -> tuple[dict[str, Any], Terms]:
         self.check_model(model)
-        missing = [k for k in ("neighbours", "K", "image_raw", "neighbours_raw") if k not in data]
+        needed = ["neighbours", "K", "image_raw", "neighbours_raw"]
+        if self.poses == "ground_truth":
+            needed.append("poses")
+        missing = [k for k in needed if k not in data]
         if missing:
             raise ValueError(
                 f"the sfm objective needs {missing} in the batch: use a sequence data set "
@@ -380,6 +413,9 @@ class SfmObjective:
         depth_scales = list(outputs[key])
         masks = outputs.get("exp_masks")
         transforms = pose_vec_to_mat(outputs["poses"])
+        if self.poses == "ground_truth":
+            transforms = data["poses"].to(transforms).clone()
+            transforms[..., :3, 3] *= self.true_translation_scale
         recon, _ = photometric_loss(
             data["image_raw"],
             data["neighbours_raw"],
@@ -390,6 +426,10 @@ class SfmObjective:
             self.padding_mode,
         )
         total = self.recon_weight * recon
+        if self.poses == "ground_truth":
+            # The pose head takes no part; a zero term keeps it in the graph, so that
+            # DistributedDataParallel does not wait for its gradients.
+            total = total + 0.0 * outputs["poses"].sum()
         parts = {"recon": float(recon.detach())}
         if masks is not None:
             mask_loss = explainability_loss(masks)
@@ -408,7 +448,7 @@ class SfmObjective:
             parts["grad"] = float(grad_loss.detach())
         with torch.no_grad():
             parts["pose_translation"] = float(outputs["poses"][..., :3].norm(dim=-1).mean())
-            if "poses" in data:
+            if "poses" in data and self.poses == "network":
                 # Synthetic sequences: how far the predicted rotation is from the truth (a
                 # scale-free check that the pose network learns).
                 rot_err = _rotation_angle(
