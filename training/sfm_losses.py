@@ -17,7 +17,6 @@ outputs) is deterministic.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -25,8 +24,8 @@ from typing import Any
 import torch
 
 from depth_perception.checkpoint import load_model
-from training.data.sample import collate
 from training.data.synthetic import SyntheticSequenceDataset
+from training.datasets import make_collate
 from training.objectives.sfm import POSE_SOURCES, SfmObjective
 
 REPORTED = ("recon", "smooth", "mask", "grad", "pose_rot_err_deg")
@@ -87,7 +86,7 @@ def heldout_losses(
         poses=poses,
         true_translation_scale=true_translation_scale,
     )
-    batch_of = functools.partial(collate, mean=meta.mean, std=meta.std, keep_raw=True)
+    batch_of = make_collate(meta.mean, meta.std, keep_raw=True)
     totals: dict[str, float] = {}
     count = 0
     model.train()

@@ -412,10 +412,11 @@ class SfmObjective:
         key = "initial_depth_scales" if self.stage == 1 else "depth_scales"
         depth_scales = list(outputs[key])
         masks = outputs.get("exp_masks")
-        transforms = pose_vec_to_mat(outputs["poses"])
         if self.poses == "ground_truth":
-            transforms = data["poses"].to(transforms).clone()
+            transforms = data["poses"].to(outputs["poses"]).clone()
             transforms[..., :3, 3] *= self.true_translation_scale
+        else:
+            transforms = pose_vec_to_mat(outputs["poses"])
         recon, _ = photometric_loss(
             data["image_raw"],
             data["neighbours_raw"],
