@@ -21,7 +21,7 @@ from training.data.kitti import (
     KittiSelectionDataset,
     read_calib_file,
 )
-from training.data.nyu import NYU_INTRINSICS, NYUDepthV2Dataset
+from training.data.nyu import NYU_INTRINSICS, NYUDepthV2Dataset, nyu_class_mapping
 from training.data.robust import SkipCorrupt
 from training.data.rosbag import RosbagDataset
 from training.data.sample import IMAGENET_MEAN, IMAGENET_STD, Sample, collate
@@ -96,6 +96,83 @@ def test_nyu_label_mapping_and_raw_labels(nyu: fx.NYUFixture) -> None:
     assert raw[0, 80] == 10 and s.labels[0, 80] == 255
     assert ds.class_names == ("wall", "floor", "cabinet", "bed")
     assert ds.raw_class_names[:2] == ("wall", "floor") and len(ds.raw_class_names) == 894
+
+
+def test_nyu_standard_class_sets_known_entries() -> None:
+    m40, n40 = nyu_class_mapping("nyu40")
+    m13, n13 = nyu_class_mapping("nyu13")
+    assert len(n40) == 40 and len(n13) == 13 and m40.shape == m13.shape == (895,)
+    assert n40[:4] == ("wall", "floor", "cabinet", "bed") and n40[-1] == "otherprop"
+    assert n13[:3] == ("bed", "books", "ceiling") and n13[-2:] == ("wall", "window")
+    # raw id (NYU's names list, 1-based) -> class name, from Gupta et al.'s classMapping40
+    known40 = {
+        21: "wall",
+        11: "floor",
+        3: "cabinet",
+        157: "bed",
+        5: "chair",
+        83: "sofa",
+        19: "table",
+        28: "door",
+        59: "window",
+        88: "bookshelf",
+        64: "picture",
+        4: "ceiling",
+        85: "books",
+        17: "refrigerator",
+        119: "pillow",
+        1: "otherprop",
+        2: "otherprop",
+        62: "otherstructure",
+        12: "otherfurniture",
+        20: "otherprop",
+    }
+    for raw, name in known40.items():
+        assert n40[m40[raw]] == name, raw
+    # Couprie et al.'s 13: doors count as wall, blinds and curtains as window, shelves as
+    # furniture, pillows as objects.
+    known13 = {
+        21: "wall",
+        28: "wall",
+        59: "window",
+        80: "window",
+        157: "bed",
+        85: "books",
+        1: "objects",
+        4: "ceiling",
+        11: "floor",
+        143: "floor",
+        42: "furniture",
+        119: "objects",
+        83: "sofa",
+        36: "table",
+        64: "picture",
+    }
+    for raw, name in known13.items():
+        assert n13[m13[raw]] == name, raw
+    assert m40[0] == m13[0] == 255
+    # classes 1..37 each come from one raw class; the rest from many (38..40)
+    counts = np.bincount(m40[1:], minlength=40)
+    assert (counts[:37] == 1).all() and counts[37:].sum() == 894 - 37
+    with pytest.raises(ValueError, match="nyu40"):
+        nyu_class_mapping("raw")
+
+
+@pytest.mark.parametrize("classes", ["nyu40", "nyu13"])
+def test_nyu_loader_applies_a_named_class_set(nyu: fx.NYUFixture, classes: str) -> None:
+    ds = NYUDepthV2Dataset(nyu.mat_path, "all", classes=classes)
+    mapping, names = nyu_class_mapping(classes)
+    assert ds.class_names == names and ds.classes == classes
+    raw = nyu.labels[0]
+    s = ds[0]
+    np.testing.assert_array_equal(s.labels, mapping[raw])
+    wall = raw == 21
+    assert wall.any() and (s.labels[wall] == names.index("wall")).all()
+    assert (s.labels[raw == 0] == 255).all() and (raw == 0).any()
+    with pytest.raises(ValueError, match="only with classes='raw'"):
+        NYUDepthV2Dataset(nyu.mat_path, "all", classes=classes, class_names=("a",))
+    with pytest.raises(ValueError, match="classes must be one of"):
+        NYUDepthV2Dataset(nyu.mat_path, "all", classes="nyu894")
 
 
 def test_nyu_rejects_missing_splits_and_bad_mapping(nyu: fx.NYUFixture) -> None:
