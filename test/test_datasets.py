@@ -25,7 +25,14 @@ from training.data.nyu import NYU_INTRINSICS, NYUDepthV2Dataset, nyu_class_mappi
 from training.data.robust import SkipCorrupt
 from training.data.rosbag import RosbagDataset
 from training.data.sample import IMAGENET_MEAN, IMAGENET_STD, Sample, collate
-from training.data.sunrgbd import SUNRGBD_CLASSES, SunRGBDDataset, decode_sunrgbd_depth
+from training.data.sunrgbd import (
+    SUNRGBD_CLASSES,
+    SunRGBDDataset,
+    SunRGBDFlatDataset,
+    decode_sunrgbd_depth,
+    read_sunrgbd_meta,
+    read_sunrgbd_split,
+)
 from training.data.synthetic import SPLIT_SCENES, SyntheticDataset, SyntheticSequenceDataset
 
 
@@ -42,7 +49,12 @@ def kitti(tmp_path_factory: pytest.TempPathFactory) -> fx.KittiFixture:
 
 @pytest.fixture(scope="module")
 def sun(tmp_path_factory: pytest.TempPathFactory) -> fx.SunFixture:
-    return fx.write_sunrgbd_fixture(tmp_path_factory.mktemp("sun"))
+    return fx.write_sunrgbd_flat_fixture(tmp_path_factory.mktemp("sun"))
+
+
+@pytest.fixture(scope="module")
+def sun_official(tmp_path_factory: pytest.TempPathFactory) -> fx.SunOfficialFixture:
+    return fx.write_sunrgbd_official_fixture(tmp_path_factory.mktemp("sun_official"))
 
 
 @pytest.fixture(scope="module")
@@ -241,9 +253,84 @@ def test_kitti_raw_sequence_neighbours_and_split_file(
 
 
 # --------------------------------------------------------------------------- SUN RGB-D
-def test_sunrgbd_splits_depth_labels_and_intrinsics(sun: fx.SunFixture) -> None:
-    test = SunRGBDDataset(sun.root, "test")
-    train = SunRGBDDataset(sun.root, "train")
+def test_sunrgbd_official_tree_files_are_what_the_toolbox_says(
+    sun_official: fx.SunOfficialFixture,
+) -> None:
+    import h5py
+
+    root = sun_official.root
+    seg = root / "SUNRGBDtoolbox" / "Metadata" / "SUNRGBD2Dseg.mat"
+    assert seg.read_bytes()[:19] == b"MATLAB 7.3 MAT-file"
+    with h5py.File(seg, "r") as f:  # HDF5 behind the MATLAB header, refs per image
+        assert f["SUNRGBD2Dseg"]["seglabel"].shape == (5, 1)
+    meta = read_sunrgbd_meta(root / "SUNRGBDtoolbox" / "Metadata" / "SUNRGBDMeta.mat")
+    assert [m["scene"] for m in meta] == [sc.scene for sc in sun_official.scenes]
+    assert meta[0] == {
+        "scene": "kv1/NYUdata/NYU0001",
+        "rgbname": "NYU0001.jpg",
+        "depthname": "NYU0001.png",
+    }
+    split = read_sunrgbd_split(root / "SUNRGBDtoolbox" / "traintestSUNRGBD" / "allsplit.mat")
+    assert split["test"] == {"kv1/NYUdata/NYU0001", sun_official.scenes[4].scene}
+    assert len(split["train"]) == 3  # trailing "/" of some entries does not matter
+
+
+def test_sunrgbd_official_splits_depth_labels_and_intrinsics(
+    sun_official: fx.SunOfficialFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    scenes = sun_official.scenes
+    test = SunRGBDDataset(sun_official.root, "test")
+    with caplog.at_level(logging.WARNING):
+        train = SunRGBDDataset(sun_official.root, "train")
+    # toolbox order; the align_kv2 scene is listed but not on disk
+    assert [s.meta["scene"] for s in (test[0], test[1])] == [scenes[0].scene, scenes[4].scene]
+    assert [s.meta["scene"] for s in (train[0], train[1])] == [scenes[1].scene, scenes[3].scene]
+    assert train.missing == 1 and test.missing == 0 and "not on disk" in caplog.text
+    assert len(SunRGBDDataset(sun_official.root, "all")) == 4
+    for ds, sc in ((train, scenes[1]), (test, scenes[4])):
+        s = ds[[x.meta["scene"] for x in ds].index(sc.scene)]
+        w, h = sc.size
+        assert s.image.shape == (h, w, 3)
+        # JPEG: close to the written pattern, whose blue channel tags the scene
+        expected = fx.pattern_rgb(w, h, 40 * (scenes.index(sc) + 1))
+        assert np.abs(s.image.astype(int) - expected).mean() < 3
+        want = np.minimum(sc.depth_bfx_mm / 1000.0, 8.0)  # the toolbox's 8 m clamp
+        np.testing.assert_allclose(s.depth, want, rtol=1e-6)
+        assert s.depth[-1, -1] == pytest.approx(8.0)
+        assert not s.valid[0, 0] and s.valid[10, 20]
+        np.testing.assert_allclose(s.intrinsics.matrix, sc.k, atol=1e-6)
+        raw = sc.seglabel
+        np.testing.assert_array_equal(s.labels[raw == 0], 255)  # void -> ignore
+        np.testing.assert_array_equal(s.labels[raw > 0], raw[raw > 0] - 1)  # 1..37 -> 0..36
+        assert (raw == 37).any() and (raw == 0).any()
+    raw_depth = SunRGBDDataset(sun_official.root, "train", depth="raw", max_depth=None)[0]
+    np.testing.assert_allclose(raw_depth.depth, scenes[1].depth_raw_mm / 1000.0, rtol=1e-6)
+    assert not raw_depth.valid[:, 5].any()
+    assert train.class_names == SUNRGBD_CLASSES
+
+
+def test_sunrgbd_official_is_a_recipe_entry_and_checks_its_files(
+    sun_official: fx.SunOfficialFixture, tmp_path: Path
+) -> None:
+    from training.config import DataConfig
+    from training.data import make_dataset
+
+    cfg = DataConfig(dataset="sunrgbd", root=str(sun_official.root), width=32, height=24)
+    ds = make_dataset(cfg, "test")
+    assert len(ds) == 2 and ds[1].image.shape == (24, 32, 3)
+    with pytest.raises(ValueError, match=r"SUNRGBDtoolbox\.zip"):
+        SunRGBDDataset(sun_official.root, "train", toolbox=tmp_path)
+    with pytest.raises(ValueError, match=r"SUNRGBD\.zip"):
+        SunRGBDDataset(tmp_path, "train")
+    with pytest.raises(ValueError, match="split"):
+        SunRGBDDataset(sun_official.root, "val")
+    with pytest.raises(ValueError, match="depth_bfx"):
+        SunRGBDDataset(sun_official.root, "train", depth="mm")
+
+
+def test_sunrgbd_flat_splits_depth_labels_and_intrinsics(sun: fx.SunFixture) -> None:
+    test = SunRGBDFlatDataset(sun.root, "test")
+    train = SunRGBDFlatDataset(sun.root, "train")
     assert [s.meta["number"] for s in (test[0], test[1])] == [1, 2]
     assert [s.meta["number"] for s in (train[0], train[1])] == [5051, 5052]
     s = train[0]  # number 5051, 68x53
@@ -506,3 +593,14 @@ def test_loaders_work_in_dataloader_workers(nyu: fx.NYUFixture) -> None:
     assert [b["image"].shape[0] for b in batches] == [2, 2]
     assert batches[1]["K"][0, 0, 0].item() == pytest.approx(518.857901 / 10, rel=1e-6)
     assert [m["index"] for b in batches for m in b["meta"]] == [0, 1, 2, 3]
+
+
+def test_sunrgbd_official_loads_in_dataloader_workers(
+    sun_official: fx.SunOfficialFixture,
+) -> None:
+    ds = SunRGBDDataset(sun_official.root, "all", transform=augment.Resize(32, 24))
+    first = ds[0].labels  # opens the HDF5 labels here: workers must open their own
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate)
+    batches = list(loader)
+    assert [b["image"].shape[0] for b in batches] == [2, 2]
+    np.testing.assert_array_equal(batches[0]["labels"][0].numpy(), first)

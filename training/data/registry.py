@@ -104,7 +104,12 @@ DATASET_SPECS: tuple[DatasetSpec, ...] = (
     DatasetSpec(
         "sunrgbd",
         "training.data.sunrgbd:SunRGBDDataset",
-        "SUN RGB-D, 37 classes (flat image/depth/label/intrinsics layout)",
+        "SUN RGB-D official tree: SUNRGBD/ + SUNRGBDtoolbox/ (37 classes, allsplit.mat)",
+    ),
+    DatasetSpec(
+        "sunrgbd_flat",
+        "training.data.sunrgbd:SunRGBDFlatDataset",
+        "SUN RGB-D in a flat image/depth/label/intrinsics tree numbered 1..10335",
     ),
     DatasetSpec(
         "rosbag",
