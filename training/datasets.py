@@ -169,7 +169,7 @@ def make_dataset(
     else:
         raise ValueError(f"unknown data set {cfg.dataset!r}; available: {', '.join(DATASETS)}")
     if cfg.pseudo_labels and split == cfg.train_split:
-        from training.teacher import PseudoLabelDataset
+        from training.data.pseudo_labels import PseudoLabelDataset
 
         dataset = PseudoLabelDataset(dataset, cfg.pseudo_labels)
     if length is not None and length < len(dataset):
