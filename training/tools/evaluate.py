@@ -29,7 +29,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
     from depth_perception.checkpoint import load_model
     from training.config import DataConfig
-    from training.datasets import family_for_classes, make_collate, make_dataset
+    from training.data import family_for_classes, make_collate, make_dataset
 
     if args.threads:
         torch.set_num_threads(args.threads)
