@@ -17,6 +17,8 @@ DATASET_CHOICES = (
     "cityscapes",
     "sunrgbd",
     "kitti_raw",
+    "middlebury",
+    "middlebury_skimage",
 )
 
 

@@ -28,6 +28,8 @@ _DISK_DATASETS: dict[str, str] = {
     "cityscapes": "training.data.cityscapes:CityscapesDataset",
     "sunrgbd": "training.data.sunrgbd:SunRGBDDataset",
     "kitti_raw": "training.data.kitti:KittiRawSequenceDataset",
+    "middlebury": "training.data.middlebury:MiddleburyDataset",
+    "middlebury_skimage": "training.data.middlebury:MiddleburySkimageDataset",
 }
 # Rendered on the fly: single frames, and frames with neighbours + exact poses (self-supervised).
 _SYNTHETIC_DATASETS: tuple[str, ...] = ("synthetic", "synthetic_sequence")
@@ -104,6 +106,22 @@ class SeededAugmentation(Dataset):
         return sample
 
 
+def disk_dataset_class(name: str) -> type[Dataset]:
+    """The loader class of an on-disk data set (imported on first use).
+
+    Raises:
+        ValueError: ``name`` is not an on-disk data set.
+    """
+    import importlib
+
+    if name not in _DISK_DATASETS:
+        raise ValueError(
+            f"unknown on-disk data set {name!r}; available: {', '.join(_DISK_DATASETS)}"
+        )
+    module, cls_name = _DISK_DATASETS[name].split(":")
+    return getattr(importlib.import_module(module), cls_name)
+
+
 def make_dataset(
     cfg: DataConfig,
     split: str,
@@ -141,10 +159,7 @@ def make_dataset(
             **options,
         )
     elif cfg.dataset in _DISK_DATASETS:
-        import importlib
-
-        module, cls_name = _DISK_DATASETS[cfg.dataset].split(":")
-        cls = getattr(importlib.import_module(module), cls_name)
+        cls = disk_dataset_class(cfg.dataset)
         params = inspect.signature(cls).parameters
         # "{split}" in a string option names a per-split file, e.g. kitti_raw's
         # split_file: splits/eigen_zhou/{split}_files.txt
@@ -154,6 +169,8 @@ def make_dataset(
         }
         if cfg.root is not None:
             first = next(iter(params))
+            if first == "transform":
+                raise ValueError(f"data set {cfg.dataset!r} is built in and takes no root")
             kwargs.setdefault(first, cfg.root)
         if "split" in params:
             kwargs["split"] = split

@@ -11,7 +11,9 @@ Loaders (all ``torch.utils.data.Dataset`` of :class:`Sample`, pure numpy until
   :class:`~training.data.cityscapes.CityscapesDataset`,
   :class:`~training.data.synthetic.SyntheticDataset` /
   :class:`~training.data.synthetic.SyntheticSequenceDataset`,
-  :class:`~training.data.rosbag.RosbagDataset` (rosbags).
+  :class:`~training.data.rosbag.RosbagDataset` (rosbags),
+  :class:`~training.data.middlebury.MiddleburyDataset` /
+  :class:`~training.data.middlebury.MiddleburySkimageDataset` (real-image benchmark).
 
 The loader modules are imported on first use so that ``import training.data`` needs neither
 h5py, scipy nor rosbags.
@@ -43,6 +45,8 @@ _LAZY = {
     "SyntheticDataset": "training.data.synthetic",
     "SyntheticSequenceDataset": "training.data.synthetic",
     "RosbagDataset": "training.data.rosbag",
+    "MiddleburyDataset": "training.data.middlebury",
+    "MiddleburySkimageDataset": "training.data.middlebury",
 }
 
 __all__ = [
