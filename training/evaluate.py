@@ -12,7 +12,8 @@ prediction is median-scaled per image; the prediction is clipped to the caps (mo
 that a wild prediction is scored rather than dropped.
 
 ``depth-perception eval --checkpoint C --dataset synthetic ...`` (see :func:`main`) prints the
-table for a checkpoint.
+table for a checkpoint; on the real-image sets (``middlebury``, ``middlebury_skimage``) it runs
+the zero-shot benchmark of ``training.zero_shot`` instead.
 """
 
 from __future__ import annotations
@@ -300,6 +301,24 @@ def format_metrics_table(result: EvalResult, class_names: Sequence[str] = ()) ->
     return "\n".join(lines)
 
 
+def default_checkpoint() -> str:
+    """The bundled weights of the default model (what the node loads without ``weights``).
+
+    Raises:
+        FileNotFoundError: the package ships no weights for it.
+    """
+    from depth_perception.config import PerceptionConfig
+    from depth_perception.runtime import bundled_weights
+
+    model = PerceptionConfig().model
+    path = bundled_weights(model)
+    if path is None:
+        raise FileNotFoundError(
+            f"no bundled weights for the default model {model!r}; pass --checkpoint"
+        )
+    return str(path)
+
+
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     """``depth-perception eval``: evaluate a checkpoint on a data set, print the table."""
     from training.cli_args import add_eval_arguments, parse_options
@@ -308,6 +327,14 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="depth-perception eval", description=main.__doc__)
         add_eval_arguments(parser)
         args = parser.parse_args(args)
+    if args.checkpoint is None:
+        args.checkpoint = default_checkpoint()
+    from training.zero_shot import ZERO_SHOT_DATASETS
+
+    if args.dataset in ZERO_SHOT_DATASETS:
+        from training.zero_shot import main as zero_shot_main
+
+        return zero_shot_main(args)
 
     from torch.utils.data import DataLoader
 
