@@ -7,9 +7,9 @@ folders as unpacked from the benchmark's zip files; only the left view is used):
     <root>/<scene>/disp0.pfm    left ground-truth disparity in pixels, float32 PFM, inf = unknown
     <root>/<scene>/calib.txt    cam0=[f 0 cx; 0 f cy; 0 0 1], doffs, baseline (mm), width, ...
 
-Depth in metres is ``f * baseline / (disparity + doffs)`` with ``f`` = cam0's focal length in
-pixels, ``doffs`` the x-difference of the two principal points and the baseline converted
-from millimetres. ``root`` may also be one scene folder itself.
+Depth in metres is ``f * baseline / (disparity + doffs)`` (``depth_from_disparity``) with
+``f`` = cam0's focal length in pixels, ``doffs`` the x-difference of the two principal points
+and the baseline converted from millimetres. ``root`` may also be one scene folder itself.
 
 PFM (portable float map): a text header ``Pf`` (1 channel) or ``PF`` (3 channels), then
 ``width height``, then a scale whose sign gives the byte order (negative: little endian,
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_perception.camera import CameraIntrinsics
-from depth_perception.sample_data import skimage_data_file
+from depth_perception.camera import CameraIntrinsics, depth_from_disparity
+from depth_perception.sample_data import motorcycle_ground_truth, skimage_data_file
 from training.data.base import (
     CorruptSampleError,
     SampleDataset,
@@ -45,14 +45,6 @@ from training.data.sample import Sample
 
 _PFM_CHANNELS = {b"Pf": 1, b"PF": 3}
 _REQUIRED_CALIB = ("cam0", "doffs", "baseline", "width", "height")
-
-# Calibration of scikit-image's Motorcycle (skimage.data.stereo_motorcycle's docstring; the
-# Middlebury 2014 values divided by the down-sampling factor 4).
-SKIMAGE_MOTORCYCLE_FOCAL = 994.978  # px
-SKIMAGE_MOTORCYCLE_CX = 311.193  # px
-SKIMAGE_MOTORCYCLE_CY = 254.877  # px
-SKIMAGE_MOTORCYCLE_DOFFS = 31.086  # px
-SKIMAGE_MOTORCYCLE_BASELINE_MM = 193.001
 
 
 def read_pfm(path: str | os.PathLike[str]) -> np.ndarray:
@@ -180,22 +172,6 @@ def read_calibration(path: str | os.PathLike[str]) -> MiddleburyCalibration:
     return MiddleburyCalibration(cam0, doffs, baseline, width, height, extra)
 
 
-def disparity_to_depth(
-    disparity: np.ndarray, focal: float, baseline_m: float, doffs: float
-) -> np.ndarray:
-    """Depth in metres ``focal * baseline / (disparity + doffs)``; 0 where it is unknown.
-
-    Unknown: a non-finite disparity (Middlebury's inf, scikit-image's NaN) or
-    ``disparity + doffs <= 0``.
-    """
-    d = np.asarray(disparity, dtype=np.float64) + doffs
-    with np.errstate(invalid="ignore"):
-        known = np.isfinite(d) & (d > 0)
-    depth = np.zeros(d.shape, dtype=np.float32)
-    depth[known] = (focal * baseline_m / d[known]).astype(np.float32)
-    return depth
-
-
 def find_scenes(root: str | os.PathLike[str], calib_name: str = "calib.txt") -> list[Path]:
     """Scene folders under ``root`` (those holding ``calib.txt``), sorted; or ``root`` itself."""
     root = Path(root)
@@ -273,7 +249,7 @@ class MiddleburyDataset(SampleDataset):
                 f"{calib.width}x{calib.height}",
             )
         check_same_size(disparity_path, "disparity", disparity, image.shape)
-        depth = disparity_to_depth(disparity, calib.focal, calib.baseline_m, calib.doffs)
+        depth = depth_from_disparity(disparity, calib.focal, calib.baseline_m, calib.doffs)
         return Sample.build(
             image,
             calib.intrinsics(),
@@ -308,24 +284,8 @@ class MiddleburySkimageDataset(SampleDataset):
     def load(self, index: int) -> Sample:
         image = read_rgb(self.image_path)
         try:
-            with np.load(self.disparity_path, allow_pickle=False) as archive:
-                disparity = archive[archive.files[0]]
-        except (OSError, ValueError, IndexError) as err:
-            raise CorruptSampleError(self.disparity_path, f"cannot read disparity: {err}") from err
-        check_same_size(self.disparity_path, "disparity", disparity, image.shape)
-        depth = disparity_to_depth(
-            disparity,
-            SKIMAGE_MOTORCYCLE_FOCAL,
-            SKIMAGE_MOTORCYCLE_BASELINE_MM / 1000.0,
-            SKIMAGE_MOTORCYCLE_DOFFS,
-        )
-        h, w = image.shape[:2]
-        intrinsics = CameraIntrinsics(
-            SKIMAGE_MOTORCYCLE_FOCAL,
-            SKIMAGE_MOTORCYCLE_FOCAL,
-            SKIMAGE_MOTORCYCLE_CX,
-            SKIMAGE_MOTORCYCLE_CY,
-            w,
-            h,
-        )
+            depth, intrinsics = motorcycle_ground_truth()
+        except ValueError as err:
+            raise CorruptSampleError(self.disparity_path, str(err)) from err
+        check_same_size(self.disparity_path, "disparity", depth, image.shape)
         return Sample.build(image, intrinsics, depth=depth, meta={"scene": "Motorcycle"})
