@@ -116,6 +116,16 @@ DATASET_SPECS: tuple[DatasetSpec, ...] = (
         "training.data.rosbag:RosbagDataset",
         "your rosbag2 recording: RGB + registered depth (16UC1 mm / 32FC1 m) + camera_info",
     ),
+    DatasetSpec(
+        "middlebury",
+        "training.data.middlebury:MiddleburyDataset",
+        "Middlebury 2014 scenes: <scene>/im0.png + disp0.pfm + calib.txt (real-image benchmark)",
+    ),
+    DatasetSpec(
+        "middlebury_skimage",
+        "training.data.middlebury:MiddleburySkimageDataset",
+        "Middlebury 2014 Motorcycle from the scikit-image wheel (built in, takes no root)",
+    ),
 )
 
 
@@ -192,7 +202,10 @@ def _build_on_disk(spec: DatasetSpec, cfg: DataConfig, split: str) -> Any:
         k: v.replace("{split}", split) if isinstance(v, str) else v for k, v in cfg.options.items()
     }
     if cfg.root is not None:
-        kwargs.setdefault(next(iter(params)), cfg.root)
+        first = next(iter(params))
+        if first == "transform":
+            raise ValueError(f"data set {spec.name!r} is built in and takes no root")
+        kwargs.setdefault(first, cfg.root)
     if "split" in params:
         kwargs["split"] = split
     unknown = sorted(set(kwargs) - set(params))
