@@ -15,8 +15,9 @@ from depth_perception.synthetic import (
     benchmark_domains,
     depth_range_for,
     make_world,
+    photos,
+    spaces,
 )
-from depth_perception.synthetic import photos, spaces
 from depth_perception.synthetic import textures as tx
 from depth_perception.synthetic.world import _seed_sequence
 
