@@ -172,9 +172,10 @@ def family_for_classes(class_names: Sequence[str]) -> str | None:
 def data_depth_range(cfg: DataConfig) -> tuple[float, float] | None:
     """Nominal (min, max) depth of the data in metres, when the data set defines one."""
     if get_dataset_spec(cfg.dataset).rendered:
-        from depth_perception.synthetic.world import DEPTH_RANGES
+        from depth_perception.synthetic.randomized import depth_range_for
 
-        return DEPTH_RANGES[cfg.family]
+        # data.options.domain: default | randomized (the randomised world reaches nearer)
+        return depth_range_for(cfg.family, str(cfg.options.get("domain", "default")))
     return None
 
 
