@@ -62,3 +62,10 @@ def test_make_dataset_builds_a_rosbag_from_recipe_fields(tmp_path: Path) -> None
     bad = DataConfig(dataset="rosbag", root=str(bag.path), options={"rgb_topics": "/x"})
     with pytest.raises(ValueError, match=r"does not take \['rgb_topics'\].*rgb_topic"):
         data.make_dataset(bad, "train")
+
+
+def test_the_command_line_offers_every_data_set_of_the_table():
+    from training.data import DATASETS
+    from training.tools.cli_args import DATASET_CHOICES
+
+    assert set(DATASET_CHOICES) == set(DATASETS)

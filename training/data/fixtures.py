@@ -650,3 +650,81 @@ def write_rosbag_fixture(
                 ts.serialize_cdr(image_msg(dns, darr, depth_encoding), image_t.__msgtype__),
             )
     return RosbagFixture(out, rgb_frames, depth_frames, intr, stamps, topics)
+
+
+# --------------------------------------------------------------------------- Middlebury 2014
+# calib.txt of Motorcycle-perfect (Middlebury 2014), the layout every scene's file has.
+MIDDLEBURY_CALIB_TEMPLATE = (
+    "cam0=[{f} 0 {cx}; 0 {f} {cy}; 0 0 1]\n"
+    "cam1=[{f} 0 {cx1}; 0 {f} {cy}; 0 0 1]\n"
+    "doffs={doffs}\n"
+    "baseline={baseline}\n"
+    "width={width}\n"
+    "height={height}\n"
+    "ndisp=270\n"
+    "isint=0\n"
+    "vmin=23\n"
+    "vmax=245\n"
+    "dyavg=0\n"
+    "dymax=0\n"
+)
+
+
+@dataclass
+class MiddleburyScene:
+    path: Path
+    image: np.ndarray  # HxWx3 uint8 RGB, as the loader must return it
+    disparity: np.ndarray  # HxW float32 top row first, inf = unknown
+    focal: float  # px
+    cx: float
+    cy: float
+    doffs: float  # px
+    baseline_mm: float
+
+
+def write_pfm(path: Path, data: np.ndarray, little_endian: bool = True) -> None:
+    """A PFM exactly as Middlebury's tools write it: ``Pf``, size, signed scale, rows bottom-up."""
+    data = np.asarray(data, dtype=np.float32)
+    magic = b"Pf" if data.ndim == 2 else b"PF"
+    height, width = data.shape[:2]
+    scale = b"-1" if little_endian else b"1"
+    rows = np.ascontiguousarray(data[::-1]).astype("<f4" if little_endian else ">f4")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(magic + b"\n%d %d\n" % (width, height) + scale + b"\n" + rows.tobytes())
+
+
+def write_middlebury_fixture(
+    directory: str | os.PathLike[str],
+    sizes: Sequence[tuple[int, int]] = ((8, 6), (10, 7)),
+    big_endian_scene: int | None = 1,
+) -> list[MiddleburyScene]:
+    """Scenes ``scene<i>-perfect`` in the Middlebury 2014 layout (im0.png, disp0.pfm, calib.txt).
+
+    Scene i's disparity grows linearly down the rows (so true inverse depth is linear in the
+    row), with one unknown (inf) pixel; scene ``big_endian_scene`` writes a big-endian PFM.
+    """
+    root = Path(directory)
+    scenes = []
+    for i, (width, height) in enumerate(sizes):
+        path = root / f"scene{i}-perfect"
+        image = pattern_rgb(width, height, tag=40 + i)
+        rows = np.arange(height, dtype=np.float32)[:, None]
+        disparity = np.repeat(20.0 + (3.0 + i) * rows, width, axis=1).astype(np.float32)
+        disparity[0, width - 1] = np.inf
+        focal, doffs, baseline = 400.0 + 50 * i, 12.5 + i, 160.0 + 10 * i
+        cx, cy = (width - 1) / 2.0 + 0.25, (height - 1) / 2.0 - 0.5
+        _write_png(path / "im0.png", image, rgb=True)
+        write_pfm(path / "disp0.pfm", disparity, little_endian=i != big_endian_scene)
+        calib = MIDDLEBURY_CALIB_TEMPLATE.format(
+            f=focal,
+            cx=cx,
+            cx1=cx + doffs,
+            cy=cy,
+            doffs=doffs,
+            baseline=baseline,
+            width=width,
+            height=height,
+        )
+        (path / "calib.txt").write_text(calib, encoding="utf-8")
+        scenes.append(MiddleburyScene(path, image, disparity, focal, cx, cy, doffs, baseline))
+    return scenes

@@ -116,6 +116,16 @@ DATASET_SPECS: tuple[DatasetSpec, ...] = (
         "training.data.rosbag:RosbagDataset",
         "your rosbag2 recording: RGB + registered depth (16UC1 mm / 32FC1 m) + camera_info",
     ),
+    DatasetSpec(
+        "middlebury",
+        "training.data.middlebury:MiddleburyDataset",
+        "Middlebury 2014 scenes: <scene>/im0.png + disp0.pfm + calib.txt (real-image benchmark)",
+    ),
+    DatasetSpec(
+        "middlebury_skimage",
+        "training.data.middlebury:MiddleburySkimageDataset",
+        "Middlebury 2014 Motorcycle from the scikit-image wheel (built in, takes no root)",
+    ),
 )
 
 
@@ -162,9 +172,10 @@ def family_for_classes(class_names: Sequence[str]) -> str | None:
 def data_depth_range(cfg: DataConfig) -> tuple[float, float] | None:
     """Nominal (min, max) depth of the data in metres, when the data set defines one."""
     if get_dataset_spec(cfg.dataset).rendered:
-        from depth_perception.synthetic.world import DEPTH_RANGES
+        from depth_perception.synthetic.randomized import depth_range_for
 
-        return DEPTH_RANGES[cfg.family]
+        # data.options.domain: default | randomized (the randomised world reaches nearer)
+        return depth_range_for(cfg.family, str(cfg.options.get("domain", "default")))
     return None
 
 
@@ -192,7 +203,10 @@ def _build_on_disk(spec: DatasetSpec, cfg: DataConfig, split: str) -> Any:
         k: v.replace("{split}", split) if isinstance(v, str) else v for k, v in cfg.options.items()
     }
     if cfg.root is not None:
-        kwargs.setdefault(next(iter(params)), cfg.root)
+        first = next(iter(params))
+        if first == "transform":
+            raise ValueError(f"data set {spec.name!r} is built in and takes no root")
+        kwargs.setdefault(first, cfg.root)
     if "split" in params:
         kwargs["split"] = split
     unknown = sorted(set(kwargs) - set(params))
@@ -224,7 +238,7 @@ def make_dataset(cfg: DataConfig, split: str, *, length: int | None = None) -> D
     else:
         dataset = _build_on_disk(spec, cfg, split)
     if cfg.pseudo_labels and split == cfg.train_split:
-        from training.teacher import PseudoLabelDataset
+        from training.data.pseudo_labels import PseudoLabelDataset
 
         dataset = PseudoLabelDataset(dataset, cfg.pseudo_labels)
     if length is not None and length < len(dataset):
