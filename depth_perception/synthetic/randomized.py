@@ -36,7 +36,7 @@ from depth_perception.synthetic import textures as tx
 from depth_perception.synthetic.classes import check_family
 from depth_perception.synthetic.raster import Rasterizer
 from depth_perception.synthetic.road import build_road
-from depth_perception.synthetic.scene import LoopPath, Scene, pose_from_ypr
+from depth_perception.synthetic.scene import LoopPath, Scene
 from depth_perception.synthetic.world import SyntheticWorld, _seed_sequence
 
 DOMAINS: tuple[str, ...] = ("default", "randomized")
@@ -50,7 +50,7 @@ RANDOMIZED_DEPTH_RANGES: dict[str, tuple[float, float]] = {
 HFOV_RANGE = (40.0, 100.0)
 SHADOW_RES = 160
 SHADOW_HFOV = 140.0
-_MAX_SHADOWED = 3  # lights with a shadow map; any further light is unshadowed
+_MAX_SHADOWED = 2  # lights with a shadow map (the first ones); further ones unshadowed
 
 # seed streams (0 and 1 are the base world's scene and sensor noise)
 _S_FOV, _S_MATERIAL, _S_LIGHT, _S_CAMERA, _S_NOISE = 5, 6, 7, 8, 9
@@ -327,18 +327,21 @@ class RandomizedWorld(SyntheticWorld):
         self._lut = self._tone_lut(cam)
         nrng = self._rng(_S_NOISE)
         margin = 32
-        self._pattern = nrng.standard_normal((h + margin, w + margin, 3)).astype(np.float32)
+        self._pattern = nrng.standard_normal((h + margin, w + margin, 3), dtype=np.float32)
 
     def _shadow_map(self, pos: np.ndarray) -> dict:
         """Inverse depth seen from a light looking straight down (static per scene)."""
         intr = CameraIntrinsics.from_hfov(SHADOW_RES, SHADOW_RES, SHADOW_HFOV)
-        pose = pose_from_ypr(pos, 0.0, math.pi / 2, 0.0)
+        pose = np.eye(4)
+        # optical x = world -y, y = world -x, z = world -z: the camera-frame coordinates of a
+        # point are then (-dy, -dx, -dz), with no rotation to apply per pixel
+        pose[:3, :3] = [[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]
+        pose[:3, 3] = pos
         invz, _ = Rasterizer(intr, near=0.02).rasterize(self.scene, pose)
         # one extra row and column (edge copies), so 2x2 taps need no clipping
         padded = np.pad(invz, ((0, 1), (0, 1)), mode="edge")
         return {
             "map": np.ascontiguousarray(padded.reshape(-1)),
-            "rot": pose[:3, :3].astype(np.float32),
             "k": tuple(np.float32(v) for v in (intr.fx, intr.fy, intr.cx, intr.cy)),
         }
 
@@ -360,16 +363,12 @@ class RandomizedWorld(SyntheticWorld):
     # ------------------------------------------------------------------ shading
     def _visibility(self, light: dict, pts: np.ndarray) -> np.ndarray:
         """Fraction (4-tap PCF) of ``pts`` (3, n) that ``light``'s shadow map sees."""
-        rot = light["rot"]
         pos = light["pos"]
-        dx, dy, dz = pts[0] - pos[0], pts[1] - pos[1], pts[2] - pos[2]
-        xc = dx * rot[0, 0] + dy * rot[1, 0] + dz * rot[2, 0]
-        yc = dx * rot[0, 1] + dy * rot[1, 1] + dz * rot[2, 1]
-        zc = dx * rot[0, 2] + dy * rot[1, 2] + dz * rot[2, 2]
+        zc = pos[2] - pts[2]
         fx, fy, cx, cy = light["k"]
         inv = np.float32(1.0) / np.maximum(zc, np.float32(0.02))
-        u = xc * inv * fx + cx
-        v = yc * inv * fy + cy
+        u = (pos[1] - pts[1]) * inv * fx + cx
+        v = (pos[0] - pts[0]) * inv * fy + cy
         top = np.float32(SHADOW_RES - 1)
         outside = (zc <= 0.02) | (u < 0) | (u > top) | (v < 0) | (v > top)
         stride = SHADOW_RES + 1

@@ -397,6 +397,8 @@ def build_space(
     margin = max(WALL_MIN, rng.uniform(0.35, 0.45) * short if short < 3 else rng.uniform(0.4, 1.6))
     margin = min(margin, short / 2 - 0.05)
     path = _space_path(sp, max(margin, WALL_MIN), intrinsics)
+    # 1024 samples are <= 3.2 cm apart on the longest loops: half of it is inside the 2 cm
+    # clearance margin of footprint_ok
     sp.path_xy = path.sample_positions(1024)[:, :2]
 
     wall_specs = (
