@@ -219,8 +219,8 @@ def test_new_noise_textures_are_finite_and_bounded():
 
 def test_dataset_domain_option(tmp_path):
     from training.config import DataConfig
+    from training.data import data_depth_range, make_dataset
     from training.data.synthetic import SyntheticDataset, SyntheticSequenceDataset
-    from training.datasets import data_depth_range, make_dataset
 
     ds = SyntheticDataset("indoor", "train", W, H, frames_per_scene=2, num_scenes=3,
                           domain="randomized", cache_dir=tmp_path)  # fmt: skip

@@ -21,9 +21,9 @@ import yaml
 from depth_perception import cli
 from depth_perception.checkpoint import load_checkpoint, load_model
 from training.config import CONFIG_DIR, config_from_dict, load_config, save_config
-from training.teacher import DepthCorrectionLUT
-from training.train_state import load_train_state
+from training.tools.teacher import DepthCorrectionLUT
 from training.trainer import STATE_FILE, ResumableSampler, train
+from training.trainer.state import load_train_state
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -99,7 +99,7 @@ def bundle_checkpoint(
 
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     """``depth-perception bundle``: copy a trained checkpoint into the package."""
-    from training.cli_args import add_bundle_arguments
+    from training.tools.cli_args import add_bundle_arguments
 
     argv = None
     if not isinstance(args, argparse.Namespace):
