@@ -155,7 +155,9 @@ def test_the_core_never_imports_training():
     assert not offenders, f"the core imports training: {offenders}"
 
 
-@pytest.mark.parametrize("tool", ["train", "evaluate", "export", "teacher", "bundle", "sfm_losses"])
+@pytest.mark.parametrize(
+    "tool", ["train", "evaluate", "export", "teacher", "bundle", "sfm_losses"]
+)
 def test_the_library_never_imports_a_tool(tool):
     graph = import_graph()
     importers = sorted(
