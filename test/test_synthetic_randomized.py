@@ -163,7 +163,7 @@ def test_every_room_type_is_cluttered_and_its_path_is_safe(room_type):
     assert info["room_type"] == room_type
     objects = scene.surf_label == INDOOR_CLASSES.index("object")
     assert objects.sum() >= 6  # clutter, not an empty box
-    min_depth = spaces._path_min_depth(path, spaces._corner_rays(intr), info["height"], 64)
+    min_depth = spaces._path_min_depth(path, spaces._corner_rays(intr), info["height"])
     assert min_depth > spaces.MIN_DEPTH
     heights = path.sample_positions(64)[:, 2]
     assert 0.1 <= heights.min() and heights.max() <= 1.9
@@ -251,3 +251,26 @@ def test_benchmark_domains_reports_both_domains():
     res = benchmark_domains(32, 24, frames=2, repeats=1, scenes=1, families=("indoor",))
     assert set(res) == {"default/indoor", "randomized/indoor"}
     assert all(v["fps"] > 0 and v["build_ms"] > 0 for v in res.values())
+
+
+def test_prerender_fills_the_cache_the_data_set_then_reads(tmp_path):
+    from training.data.synthetic import SyntheticDataset, prerender
+
+    ds = SyntheticDataset("indoor", "val", W, H, frames_per_scene=2, num_scenes=2,
+                          domain="randomized", cache_dir=tmp_path)  # fmt: skip
+    res = prerender(ds, workers=1)
+    assert res["frames"] == 4 and res["bytes"] > 0
+    assert len(list(tmp_path.rglob("*.npz"))) == 4
+    fresh = SyntheticDataset("indoor", "val", W, H, frames_per_scene=2, num_scenes=2,
+                             domain="randomized")  # fmt: skip
+    np.testing.assert_array_equal(ds[3].image, fresh[3].image)
+    np.testing.assert_array_equal(ds[3].depth, fresh[3].depth)
+    with pytest.raises(ValueError, match="cache_dir"):
+        prerender(fresh)
+
+
+def test_contact_sheet_shape():
+    from depth_perception.synthetic.randomized import contact_sheet
+
+    sheet = contact_sheet(indoor_scenes=2, road_scenes=1, columns=2, width=32, height=24)
+    assert sheet.shape == (2 * 24, 2 * 2 * 32, 3) and sheet.dtype == np.uint8

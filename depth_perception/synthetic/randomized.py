@@ -36,7 +36,7 @@ from depth_perception.synthetic import textures as tx
 from depth_perception.synthetic.classes import check_family
 from depth_perception.synthetic.raster import Rasterizer
 from depth_perception.synthetic.road import build_road
-from depth_perception.synthetic.scene import LoopPath, Scene, pose_from_ypr
+from depth_perception.synthetic.scene import LoopPath, Scene
 from depth_perception.synthetic.world import SyntheticWorld, _seed_sequence
 
 DOMAINS: tuple[str, ...] = ("default", "randomized")
@@ -50,7 +50,7 @@ RANDOMIZED_DEPTH_RANGES: dict[str, tuple[float, float]] = {
 HFOV_RANGE = (40.0, 100.0)
 SHADOW_RES = 160
 SHADOW_HFOV = 140.0
-_MAX_SHADOWED = 3  # lights with a shadow map; any further light is unshadowed
+_MAX_SHADOWED = 2  # lights with a shadow map (the first ones); further ones unshadowed
 
 # seed streams (0 and 1 are the base world's scene and sensor noise)
 _S_FOV, _S_MATERIAL, _S_LIGHT, _S_CAMERA, _S_NOISE = 5, 6, 7, 8, 9
@@ -266,7 +266,7 @@ class RandomizedWorld(SyntheticWorld):
 
     # ------------------------------------------------------------------ shading set-up
     def _prepare_shading(self, sensor_noise: float) -> None:
-        super()._prepare_shading(sensor_noise)
+        super()._prepare_shading(sensor_noise)  # materials table; the sensor is ours
         scene = self.scene
         rng = self._rng(_S_LIGHT)
         indoor = self.family == "indoor"
@@ -279,7 +279,7 @@ class RandomizedWorld(SyntheticWorld):
         self._glossy = bool(np.any(self._ks > 0))
         sun_strength = rng.uniform(0.0, 0.45) if indoor else rng.uniform(0.45, 1.1)
         self._sun_rgb = (_light_colour(rng) * sun_strength)[:, None]
-        amb = rng.uniform(0.06, 0.3) if indoor else rng.uniform(0.25, 0.55)
+        amb = rng.uniform(0.06, 0.3) if indoor else rng.uniform(0.12, 0.4)
         self._amb_rgb = (_light_colour(rng) * amb)[:, None]
         self._lights = []
         for k, pos in enumerate(self._lamps):
@@ -293,9 +293,12 @@ class RandomizedWorld(SyntheticWorld):
                 light.update(self._shadow_map(pos))
             self._lights.append(light)
 
+    def _prepare_sensor(self, sensor_noise: float) -> None:
+        """Per-scene camera: exposure, white balance, vignetting, blur, noise, tone, JPEG."""
         cam = self._rng(_S_CAMERA)
         w, h = self.intrinsics.width, self.intrinsics.height
-        self._key = cam.uniform(0.12, 0.4) * 2.0 ** cam.uniform(-0.6, 0.6)
+        # metered mean in linear light (0.18: mid grey) with an exposure error of +-0.7 EV
+        self._key = 0.16 * 2.0 ** cam.uniform(-0.7, 0.7)
         self._wb = np.exp(np.array([cam.normal(0, 0.1), 0.0, cam.normal(0, 0.1)])).astype(
             np.float32
         )
@@ -316,32 +319,42 @@ class RandomizedWorld(SyntheticWorld):
             for t in np.linspace(-c, c, 4 * length):
                 kern[round(c + t * math.sin(ang)), round(c + t * math.cos(ang))] = 1.0
             self._motion = kern / kern.sum()
-        self._read = cam.uniform(0.002, 0.02)
-        self._shot = cam.uniform(0.0, 0.012)
+        # read noise and shot-noise gain in linear units (exposure-normalised): from clean
+        # daylight frames to a small sensor in a dim room
+        self._read = _log_uniform(cam, 0.001, 0.008)
+        self._shot = cam.uniform(0.0, 0.006)
         self._jpeg = int(cam.integers(30, 96)) if cam.random() < 0.7 else 0
         self._lut = self._tone_lut(cam)
         nrng = self._rng(_S_NOISE)
         margin = 32
-        self._pattern = nrng.standard_normal((h + margin, w + margin, 3)).astype(np.float32)
+        self._pattern = nrng.standard_normal((h + margin, w + margin, 3), dtype=np.float32)
 
     def _shadow_map(self, pos: np.ndarray) -> dict:
         """Inverse depth seen from a light looking straight down (static per scene)."""
         intr = CameraIntrinsics.from_hfov(SHADOW_RES, SHADOW_RES, SHADOW_HFOV)
-        pose = pose_from_ypr(pos, 0.0, math.pi / 2, 0.0)
+        pose = np.eye(4)
+        # optical x = world -y, y = world -x, z = world -z: the camera-frame coordinates of a
+        # point are then (-dy, -dx, -dz), with no rotation to apply per pixel
+        pose[:3, :3] = [[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]
+        pose[:3, 3] = pos
         invz, _ = Rasterizer(intr, near=0.02).rasterize(self.scene, pose)
+        # one extra row and column (edge copies), so 2x2 taps need no clipping
+        padded = np.pad(invz, ((0, 1), (0, 1)), mode="edge")
         return {
-            "map": np.ascontiguousarray(invz.reshape(-1)),
-            "rot": pose[:3, :3].astype(np.float32),
+            "map": np.ascontiguousarray(padded.reshape(-1)),
             "k": tuple(np.float32(v) for v in (intr.fx, intr.fy, intr.cx, intr.cy)),
         }
 
     @staticmethod
     def _tone_lut(rng: np.random.Generator) -> np.ndarray:
-        """uint8 LUT over sqrt-spaced linear values in [0, 2]: gamma, shoulder, S-curve."""
+        """uint8 LUT over sqrt-spaced linear values in [0, 2]: knee, gamma, S-curve."""
         x = (np.linspace(0.0, 1.0, 4096) ** 2) * 2.0
         gamma = rng.uniform(1.8, 2.6)
-        shoulder = rng.uniform(0.0, 1.5)
-        y = x / (1.0 + shoulder * x) * (1.0 + shoulder)  # compresses highlights, 1 -> 1
+        knee = rng.uniform(0.5, 1.0)
+        # identity below the knee, a smooth highlight roll-off above it (no hard clip)
+        y = np.where(
+            x < knee, x, knee + (1.0 - knee) * np.tanh((x - knee) / max(1.0 - knee, 1e-6))
+        )
         y = np.clip(y, 0.0, 1.0) ** (1.0 / gamma)
         s = rng.uniform(-0.2, 0.6)
         y = np.clip(y + s * y * (1.0 - y) * (2.0 * y - 1.0), 0.0, 1.0)
@@ -350,26 +363,23 @@ class RandomizedWorld(SyntheticWorld):
     # ------------------------------------------------------------------ shading
     def _visibility(self, light: dict, pts: np.ndarray) -> np.ndarray:
         """Fraction (4-tap PCF) of ``pts`` (3, n) that ``light``'s shadow map sees."""
-        rot = light["rot"]
         pos = light["pos"]
-        dx, dy, dz = pts[0] - pos[0], pts[1] - pos[1], pts[2] - pos[2]
-        xc = dx * rot[0, 0] + dy * rot[1, 0] + dz * rot[2, 0]
-        yc = dx * rot[0, 1] + dy * rot[1, 1] + dz * rot[2, 1]
-        zc = dx * rot[0, 2] + dy * rot[1, 2] + dz * rot[2, 2]
+        zc = pos[2] - pts[2]
         fx, fy, cx, cy = light["k"]
         inv = np.float32(1.0) / np.maximum(zc, np.float32(0.02))
-        u = xc * inv * fx + cx
-        v = yc * inv * fy + cy
+        u = (pos[1] - pts[1]) * inv * fx + cx
+        v = (pos[0] - pts[0]) * inv * fy + cy
+        top = np.float32(SHADOW_RES - 1)
+        outside = (zc <= 0.02) | (u < 0) | (u > top) | (v < 0) | (v > top)
+        stride = SHADOW_RES + 1
+        idx = np.clip(v, 0, top).astype(np.intp) * stride + np.clip(u, 0, top).astype(np.intp)
         # the point must be clearly behind an occluder: a relative bias against acne
         limit = inv * np.float32(1.05)
-        vis = np.zeros(len(zc), dtype=np.float32)
-        top = SHADOW_RES - 1
-        for du, dv in ((0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)):
-            iu = np.clip(u + np.float32(du), 0, top).astype(np.intp)
-            iv = np.clip(v + np.float32(dv), 0, top).astype(np.intp)
-            vis += np.take(light["map"], iv * SHADOW_RES + iu) <= limit
+        smap = light["map"]
+        vis = (np.take(smap, idx) <= limit).astype(np.float32)
+        for off in (1, stride, stride + 1):  # 2x2 percentage-closer filtering
+            vis += np.take(smap, idx + off) <= limit
         vis *= np.float32(0.25)
-        outside = (zc <= 0.02) | (u < -0.5) | (u > top + 0.5) | (v < -0.5) | (v > top + 0.5)
         return vis + (np.float32(1.0) - vis) * outside
 
     def _light(
@@ -387,9 +397,12 @@ class RandomizedWorld(SyntheticWorld):
         def highlight(lx, ly, lz, weight):
             hx, hy, hz = lx + view[0], ly + view[1], lz + view[2]
             hn = (n0 * hx + n1 * hy + n2 * hz) / np.sqrt(hx * hx + hy * hy + hz * hz + 1e-12)
-            return ks * np.power(np.maximum(hn, np.float32(1e-4)), shin) * weight
+            hn = np.maximum(hn, np.float32(0.0))
+            # Schlick's rational stand-in for hn ** shin (a power per pixel is slow)
+            return ks * weight * hn / (shin - shin * hn + hn + np.float32(1e-6))
 
-        if self._glossy:
+        glossy = self._glossy and bool(ks.max() > 0)
+        if glossy:
             sun = self._sun
             spec = self._sun_rgb * highlight(sun[0], sun[1], sun[2], _ftrue(rec[18] > 0))
         vis_sum = None
@@ -405,7 +418,7 @@ class RandomizedWorld(SyntheticWorld):
                 fall = fall * vis
                 vis_sum = vis if vis_sum is None else vis_sum + vis
             direct = direct + lt["rgb"] * (ndl * fall)
-            if self._glossy:
+            if glossy:
                 spec = spec + lt["rgb"] * highlight(vx * inv_d, vy * inv_d, vz * inv_d,
                                                     fall * _ftrue(ndl > 0))  # fmt: skip
         # ambient occlusion stand-ins: contact / corner darkening, and less ambient light where
@@ -468,15 +481,19 @@ def _ftrue(mask: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- tools
-def depth_panel(depth: np.ndarray, depth_range: tuple[float, float]) -> np.ndarray:
-    """HxWx3 uint8 RGB colour map of inverse depth over ``depth_range`` (sky / invalid black)."""
-    lo, hi = depth_range
-    with np.errstate(divide="ignore"):
-        inv = (1.0 / depth - 1.0 / hi) / (1.0 / lo - 1.0 / hi)
-    inv = np.where(np.isfinite(depth), np.clip(inv, 0.0, 1.0) ** 0.5, 0.0)
-    panel = cv2.applyColorMap((inv * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
-    panel[~np.isfinite(depth)] = 0
-    return panel
+def depth_panel(depth: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB colour map of inverse depth (near: red, far: blue; sky black).
+
+    The colour range is the frame's own 1st-99th percentile of inverse depth.
+    """
+    fin = np.isfinite(depth)
+    inv = np.zeros(depth.shape, dtype=np.float64)
+    inv[fin] = 1.0 / depth[fin]
+    lo, hi = np.percentile(inv[fin], (1, 99)) if fin.any() else (0.0, 1.0)
+    norm = np.clip((inv - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
+    panel = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    panel[~fin] = 0
+    return np.ascontiguousarray(panel)
 
 
 def contact_sheet(
@@ -498,7 +515,7 @@ def contact_sheet(
         for k in range(count):
             world = RandomizedWorld(family, width, height, seed, first_scene + k)
             fr = world.render((k * 97) % world.frames_per_loop)
-            depth = depth_panel(fr.depth, world.depth_range)
+            depth = depth_panel(fr.depth)
             cell = np.concatenate([fr.rgb, depth], axis=1)
             hfov = math.degrees(2.0 * math.atan(width / (2.0 * world.intrinsics.fx)))
             text = f"{world.room_type} fov {hfov:.0f} h {fr.pose[2, 3]:.2f}m"
@@ -527,7 +544,9 @@ def benchmark_domains(
     the repeats. Scene construction is timed separately (it happens once per scene).
 
     Returns:
-        ``{"<domain>/<family>": {"fps": ..., "build_ms": ...}}``.
+        ``{"<domain>/<family>": {"fps": ..., "build_ms": ..., "fresh_fps": ...}}``;
+        ``fresh_fps`` counts a scene build per frame (shuffled training samples rarely share
+        a scene).
     """
     import os
     import time
@@ -557,25 +576,29 @@ def benchmark_domains(
     for key in keys:
         med = float(np.median(fps[key]))
         build = float(np.median(builds[key])) * 1e3
-        results[f"{key[0]}/{key[1]}"] = {"fps": med, "build_ms": build}
-        print(f"  {key[0]:>10s} {key[1]:>6s}: {med:6.1f} frames/s, scene build {build:6.0f} ms")
+        fresh = 1.0 / (1.0 / med + build * 1e-3)
+        results[f"{key[0]}/{key[1]}"] = {"fps": med, "build_ms": build, "fresh_fps": fresh}
+        print(
+            f"  {key[0]:>10s} {key[1]:>6s}: {med:6.1f} frames/s, scene build {build:6.0f} ms, "
+            f"{fresh:6.1f} frames/s with a new scene per frame"
+        )
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m depth_perception.synthetic.randomized``: contact sheet and speed."""
+    """``python -m depth_perception.synthetic``: contact sheet and speed of the domains."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--contact-sheet", metavar="PNG", help="write a grid of samples")
     parser.add_argument("--benchmark", action="store_true", help="frames/s of both domains")
-    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--width", type=int, default=320, help="frame width (sheet: per cell)")
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--frames", type=int, default=40, help="frames per benchmark run")
     parser.add_argument("--repeats", type=int, default=3, help="benchmark repeats (median)")
     args = parser.parse_args(argv)
     if args.contact_sheet:
-        sheet = contact_sheet(width=args.width // 2, height=args.height // 2)
+        sheet = contact_sheet(width=args.width, height=args.height)
         cv2.imwrite(args.contact_sheet, sheet[..., ::-1])
         print(f"wrote {args.contact_sheet} ({sheet.shape[1]}x{sheet.shape[0]})")
     if args.benchmark:

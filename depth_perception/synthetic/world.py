@@ -223,6 +223,10 @@ class SyntheticWorld:
             ).T.astype(np.float32)
         )
         self._inv_f = np.float32(2.0 / (self.intrinsics.fx + self.intrinsics.fy))
+        self._prepare_sensor(sensor_noise)
+
+    def _prepare_sensor(self, sensor_noise: float) -> None:
+        """Sensor noise pattern and vignetting of ``_finish``."""
         intr = self.intrinsics
         w, h = intr.width, intr.height
         rng = _seed_sequence(self.seed, self.family, self.scene_index, 1)
