@@ -4,7 +4,8 @@ Domain randomisation: everything that real scenes and cameras vary but that does
 depth is drawn at random per scene, so that across the training set only geometry does.
 
 * Content (indoor): living rooms, offices, garages, workshops, storage rooms and corridors
-  (``spaces``), with clutter on floors, tables and shelves and objects 0.3-1 m from the camera;
+  (``spaces``), with clutter on floors, tables and shelves and objects 0.3-1 m from the camera
+  (the camera path keeps 0.3 m from everything);
   the road family keeps its own towns (``road``).
 * Materials: every object is re-textured with probability ``RETEXTURE`` per scene: photographs
   (crops, tiles and colour-shifted copies of the scikit-image photos, ``photos``), fBm, Voronoi,
@@ -24,6 +25,7 @@ Everything is a pure function of (seed, family, scene_index, frame index).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import ClassVar
 
@@ -325,9 +327,9 @@ class RandomizedWorld(SyntheticWorld):
         self._shot = cam.uniform(0.0, 0.006)
         self._jpeg = int(cam.integers(30, 96)) if cam.random() < 0.7 else 0
         self._lut = self._tone_lut(cam)
-        nrng = self._rng(_S_NOISE)
-        margin = 32
-        self._pattern = nrng.standard_normal((h + margin, w + margin, 3), dtype=np.float32)
+        # one shared noise image per size, seen through a per-scene and per-frame offset
+        self._pattern = _noise_pattern(h, w)
+        self._noise_offset = tuple(int(v) for v in self._rng(_S_NOISE).integers(0, _MARGIN, 2))
 
     def _shadow_map(self, pos: np.ndarray) -> dict:
         """Inverse depth seen from a light looking straight down (static per scene)."""
@@ -463,8 +465,8 @@ class RandomizedWorld(SyntheticWorld):
             img = cv2.GaussianBlur(img, (0, 0), self._blur_sigma)
         np.maximum(img, 0.0, out=img)
         sigma = np.sqrt(np.float32(self._read**2) + np.float32(self._shot) * img)
-        oy = (index * 7919) % 32
-        ox = (index * 104729 // 32) % 32
+        oy = (self._noise_offset[0] + index * 7919) % _MARGIN
+        ox = (self._noise_offset[1] + index * 104729 // _MARGIN) % _MARGIN
         img += self._pattern[oy : oy + h, ox : ox + w] * sigma
         np.clip(img, 0.0, 2.0, out=img)
         idx = (np.sqrt(img * np.float32(0.5)) * np.float32(4095.0)).astype(np.intp)
@@ -478,6 +480,18 @@ class RandomizedWorld(SyntheticWorld):
 
 def _ftrue(mask: np.ndarray) -> np.ndarray:
     return mask.astype(np.float32)
+
+
+_MARGIN = 64  # noise offsets per axis
+
+
+@functools.lru_cache(maxsize=4)
+def _noise_pattern(height: int, width: int) -> np.ndarray:
+    """Read-only standard normal (H + 64, W + 64, 3) float32 image, fixed per size."""
+    rng = np.random.default_rng(np.random.SeedSequence([0x5EED, int(height), int(width)]))
+    pattern = rng.standard_normal((height + _MARGIN, width + _MARGIN, 3), dtype=np.float32)
+    pattern.flags.writeable = False
+    return pattern
 
 
 # ----------------------------------------------------------------------------- tools
