@@ -301,6 +301,8 @@ class RandomizedWorld(SyntheticWorld):
         w, h = self.intrinsics.width, self.intrinsics.height
         # metered mean in linear light (0.18: mid grey) with an exposure error of +-0.7 EV
         self._key = 0.16 * 2.0 ** cam.uniform(-0.7, 0.7)
+        self._awb = cam.uniform(0.5, 1.0)  # how much of the lights' colour cast AWB removes
+        self._saturation = cam.uniform(0.8, 1.6)
         self._wb = np.exp(np.array([cam.normal(0, 0.1), 0.0, cam.normal(0, 0.1)])).astype(
             np.float32
         )
@@ -351,14 +353,14 @@ class RandomizedWorld(SyntheticWorld):
     def _tone_lut(rng: np.random.Generator) -> np.ndarray:
         """uint8 LUT over sqrt-spaced linear values in [0, 2]: knee, gamma, S-curve."""
         x = (np.linspace(0.0, 1.0, 4096) ** 2) * 2.0
-        gamma = rng.uniform(1.8, 2.6)
+        gamma = rng.uniform(1.9, 2.5)
         knee = rng.uniform(0.5, 1.0)
         # identity below the knee, a smooth highlight roll-off above it (no hard clip)
         y = np.where(
             x < knee, x, knee + (1.0 - knee) * np.tanh((x - knee) / max(1.0 - knee, 1e-6))
         )
         y = np.clip(y, 0.0, 1.0) ** (1.0 / gamma)
-        s = rng.uniform(-0.2, 0.6)
+        s = rng.uniform(-0.1, 0.9)
         y = np.clip(y + s * y * (1.0 - y) * (2.0 * y - 1.0), 0.0, 1.0)
         return np.round(y * 255.0).astype(np.uint8)
 
@@ -455,9 +457,15 @@ class RandomizedWorld(SyntheticWorld):
 
     def _finish(self, img: np.ndarray, index: int) -> np.ndarray:
         h, w = img.shape[:2]
-        # auto-exposure on the frame's mean (as a camera meters), then the scene's EV offset
-        mean = float(img[::4, ::4].mean())
-        img *= (self._key / max(mean, 1e-3)) * self._wb
+        # auto white balance (grey world, partial) and auto-exposure on the frame's mean, as a
+        # camera does, then the scene's white-balance and EV errors
+        means = np.maximum(img[::4, ::4].reshape(-1, 3).mean(axis=0), 1e-4)
+        mean = float(means.mean())
+        awb = (mean / means) ** np.float32(self._awb)
+        img *= ((self._key / mean) * awb * self._wb).astype(np.float32)
+        if self._saturation != 1.0:  # the camera's colour processing
+            lum = img.mean(axis=2, keepdims=True)
+            img = lum + (img - lum) * np.float32(self._saturation)
         img *= self._vignette
         if self._motion is not None:
             img = cv2.filter2D(img, -1, self._motion, borderType=cv2.BORDER_REFLECT)
