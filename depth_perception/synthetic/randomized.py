@@ -561,9 +561,9 @@ def benchmark_domains(
 ) -> dict[str, dict[str, float]]:
     """Frames/s and scene build time of both domains, measured side by side, and print them.
 
-    Each repeat times ``frames`` frames spread over ``scenes`` scenes of every (family,
-    domain), interleaved so that machine load hits all of them alike; figures are medians over
-    the repeats. Scene construction is timed separately (it happens once per scene).
+    Each repeat times one scene build and ``frames`` frames spread over ``scenes`` scenes of
+    every (family, domain), interleaved so that machine load hits all of them alike; figures
+    are medians over the repeats.
 
     Returns:
         ``{"<domain>/<family>": {"fps": ..., "build_ms": ..., "fresh_fps": ...}}``;
@@ -574,19 +574,22 @@ def benchmark_domains(
     import time
 
     keys = [(d, f) for f in families for d in DOMAINS]
-    worlds: dict[tuple[str, str], list[SyntheticWorld]] = {}
-    builds: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    worlds = {
+        key: [
+            make_world(key[1], width, height, seed, 70.0, 9000 + k, key[0]) for k in range(scenes)
+        ]
+        for key in keys
+    }
     for key in keys:
-        worlds[key] = []
-        for k in range(scenes):
-            start = time.perf_counter()
-            world = make_world(key[1], width, height, seed, 70.0, 9000 + k, key[0])
-            builds[key].append(time.perf_counter() - start)
+        for world in worlds[key]:
             world.render(0)  # warm-up
-            worlds[key].append(world)
     fps: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
-    for _ in range(repeats):
+    builds: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    for r in range(repeats):
         for key in keys:
+            start = time.perf_counter()
+            make_world(key[1], width, height, seed, 70.0, 9100 + r, key[0])
+            builds[key].append(time.perf_counter() - start)
             start = time.perf_counter()
             for i in range(frames):
                 worlds[key][i % scenes].render(1 + i)
