@@ -392,11 +392,12 @@ class RandomizedWorld(SyntheticWorld):
         light = self.scene.lighting
         nrm = rec[15:18]
         n0, n1, n2 = nrm[0], nrm[1], nrm[2]
-        inv_len = np.float32(1.0) / np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-        view = -d * inv_len
         ks, shin = rec[20], rec[21]
         direct = self._sun_rgb * rec[18]
         spec = None
+        glossy = self._glossy and bool(ks.max() > 0)
+        if glossy:
+            view = d * (np.float32(-1.0) / np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]))
 
         def highlight(lx, ly, lz, weight):
             hx, hy, hz = lx + view[0], ly + view[1], lz + view[2]
@@ -405,7 +406,6 @@ class RandomizedWorld(SyntheticWorld):
             # Schlick's rational stand-in for hn ** shin (a power per pixel is slow)
             return ks * weight * hn / (shin - shin * hn + hn + np.float32(1e-6))
 
-        glossy = self._glossy and bool(ks.max() > 0)
         if glossy:
             sun = self._sun
             spec = self._sun_rgb * highlight(sun[0], sun[1], sun[2], _ftrue(rec[18] > 0))
