@@ -50,13 +50,15 @@ def test_make_dataset_builds_a_rosbag_from_recipe_fields(tmp_path: Path) -> None
         options={"rgb_topic": bag.topics["rgb"], "depth_topic": bag.topics["depth"]},
     )
     ds = data.make_dataset(cfg, "train")
-    assert len(ds) == 4
+    assert len(ds) == 3 and len(data.make_dataset(cfg, "val")) == 1  # last 10 %, at least 1
     s = ds[1]
     assert s.image.shape == (12, 16, 3)
     # Resized to the input size with nearest depth; the intrinsics follow the resize.
     assert s.intrinsics == bag.intrinsics.scaled(16, 12)
     np.testing.assert_allclose(s.depth[5, 7], bag.depth_m[1][11, 15], rtol=1e-6)
     assert data.make_dataset(cfg, "train", length=2).class_names == ()
+    with pytest.raises(ValueError, match="split must be"):
+        data.make_dataset(cfg, "test")
     bad = DataConfig(dataset="rosbag", root=str(bag.path), options={"rgb_topics": "/x"})
     with pytest.raises(ValueError, match=r"does not take \['rgb_topics'\].*rgb_topic"):
         data.make_dataset(bad, "train")

@@ -5,7 +5,7 @@
 
     <root>/SUNRGBD/<sensor>/<source>/<scene>/       SUNRGBD.zip (kv1, kv2, realsense, xtion)
         image/<name>.jpg                            colour image
-        depth_bfx/<name>.png                        depth, the toolbox's refined maps (default)
+        depth_bfx/<name>.png                        depth, the release's refined maps (default)
         depth/<name>.png                            depth as captured (``depth="raw"``)
         intrinsics.txt                              3x3 K, 9 numbers row-major
     <root>/SUNRGBDtoolbox/                          SUNRGBDtoolbox.zip
@@ -227,7 +227,7 @@ class SunRGBDDataset(SampleDataset):
         root: directory holding ``SUNRGBD/`` (and ``SUNRGBDtoolbox/`` unless ``toolbox``).
         split: ``"train"`` (allsplit.mat's alltrain), ``"test"`` (alltest) or ``"all"``.
         toolbox: the unpacked ``SUNRGBDtoolbox`` directory (default ``<root>/SUNRGBDtoolbox``).
-        depth: ``"bfx"`` (``depth_bfx/``, the refined maps the toolbox reads) or ``"raw"``
+        depth: ``"bfx"`` (``depth_bfx/``, the release's refined maps) or ``"raw"``
             (``depth/``).
         max_depth: depths above it are clamped to it (the toolbox uses 8 m); None keeps them.
         transform: applied to every sample.
@@ -305,6 +305,7 @@ class SunRGBDDataset(SampleDataset):
                 f"({len(meta)} images in the toolbox, {self.missing} of the split missing)"
             )
         self._file: Any = None
+        self._refs: Any = None
         self._pid = -1
 
     def __len__(self) -> int:
@@ -314,6 +315,7 @@ class SunRGBDDataset(SampleDataset):
         # h5py handles do not survive pickling / fork: each worker opens its own.
         state = self.__dict__.copy()
         state["_file"] = None
+        state["_refs"] = None
         state["_pid"] = -1
         return state
 
@@ -323,6 +325,8 @@ class SunRGBDDataset(SampleDataset):
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.seg_path, "r")
             self._pid = os.getpid()
+            # one reference per image; read once per handle, not per sample
+            self._refs = np.asarray(self._file["SUNRGBD2Dseg"]["seglabel"]).reshape(-1)
         return self._file
 
     def scene_dir(self, index: int) -> Path:
@@ -336,9 +340,8 @@ class SunRGBDDataset(SampleDataset):
         i = self.images[index][0]
         f = self._seg()
         try:
-            refs = np.asarray(f["SUNRGBD2Dseg"]["seglabel"]).reshape(-1)
             # MATLAB stores the W x H map column-major: h5py reads it as (W, H).
-            raw = np.asarray(f[refs[i]][()]).T
+            raw = np.asarray(f[self._refs[i]][()]).T
         except (OSError, KeyError, ValueError, TypeError) as err:
             raise CorruptSampleError(f"{self.seg_path}[{i}]", f"cannot read: {err}") from err
         if raw.ndim != 2:

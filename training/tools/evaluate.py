@@ -66,16 +66,12 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     model, meta = load_model(args.checkpoint, device=device)
     width = args.width or meta.input_width
     height = args.height or meta.input_height
-    trained_on = (meta.extra or {}).get("dataset", {})
+    synthetic = [d for d in meta.provenance.datasets if d.name.startswith("synthetic")]
     family = (
         args.family
         or family_for_classes(meta.class_names)
         # Depth-only checkpoints have no classes: the family they were trained on decides.
-        or (
-            trained_on.get("family")
-            if trained_on.get("name", "").startswith("synthetic")
-            else None
-        )
+        or (synthetic[0].family if synthetic else None)
         or "indoor"
     )
     data_cfg = DataConfig(

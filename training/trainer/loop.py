@@ -30,7 +30,12 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from depth_perception.checkpoint import CheckpointMeta, save_checkpoint, unwrap_model
+from depth_perception.checkpoint import (
+    CheckpointMeta,
+    Provenance,
+    save_checkpoint,
+    unwrap_model,
+)
 from training.config import ExperimentConfig, config_to_dict, save_config, stage_config
 from training.data import (
     SeededAugmentation,
@@ -52,6 +57,7 @@ from training.trainer.distributed import (
 from training.trainer.model import build_training_model
 from training.trainer.optim import build_optimizer, build_scheduler
 from training.trainer.panels import class_palette, image_panel
+from training.trainer.provenance import run_provenance, source_commit
 from training.trainer.run_dir import (
     CONFIG_FILE,
     STATE_FILE,
@@ -83,6 +89,7 @@ class TrainContext:
     writer: Any = None
     palette: np.ndarray | None = None
     command: str = ""
+    git_commit: str = ""
     on_checkpoint: Callable[[Progress], None] | None = None
     show_progress: bool | None = None
     _clock: float = field(default_factory=time.monotonic)
@@ -109,23 +116,10 @@ class TrainContext:
         return over
 
 
-def _checkpoint_extra(ctx: TrainContext, **more: Any) -> dict[str, Any]:
-    p = ctx.progress
-    extra = {
-        "trained": False,
-        "recipe": ctx.cfg.name,
-        "epoch": p.epoch,
-        "global_step": p.global_step,
-        "train_seconds": round(p.train_seconds, 1),
-        "command": ctx.command,
-        "dataset": {
-            "name": ctx.cfg.data.dataset,
-            "family": ctx.cfg.data.family,
-            "train_split": ctx.cfg.data.train_split,
-        },
-    }
-    extra.update(more)
-    return extra
+def _provenance(ctx: TrainContext, **more: Any) -> Provenance:
+    return run_provenance(
+        ctx.cfg, ctx.progress, command=ctx.command, git_commit=ctx.git_commit, **more
+    )
 
 
 def save_last(ctx: TrainContext) -> None:
@@ -140,7 +134,7 @@ def save_last(ctx: TrainContext) -> None:
             ctx.progress,
             extra={"config": config_to_dict(ctx.cfg)},
         )
-        ctx.meta.extra = _checkpoint_extra(ctx)
+        ctx.meta.provenance = _provenance(ctx)
         save_checkpoint(ctx.run_dir / "last", ctx.model, ctx.meta)
         if ctx.on_checkpoint is not None:
             ctx.on_checkpoint(ctx.progress)
@@ -318,7 +312,7 @@ def validate(ctx: TrainContext) -> EvalResult | None:
         raise ValueError(f"train.best_metric {key!r} is not one of {sorted(scalars)}")
     if p.best_value is None or value < p.best_value:
         p.best_value, p.best_epoch = float(value), p.epoch
-        ctx.meta.extra = _checkpoint_extra(ctx, metrics=scalars)
+        ctx.meta.provenance = _provenance(ctx, metrics=scalars)
         save_checkpoint(ctx.run_dir / "best", ctx.model, ctx.meta)
     barrier(ctx.dist)
     return result
@@ -456,6 +450,7 @@ def train(
         writer=writer,
         palette=palette,
         command=command,
+        git_commit=source_commit() if dinfo.is_main else "",
         on_checkpoint=on_checkpoint,
         show_progress=show_progress,
     )
@@ -560,7 +555,7 @@ def _finish(ctx: TrainContext, result: EvalResult | None) -> TrainResult:
         metrics = result.scalars()
     final = None
     if ctx.dist.is_main:
-        ctx.meta.extra = _checkpoint_extra(
+        ctx.meta.provenance = _provenance(
             ctx, metrics=metrics, stop_reason=ctx.progress.stop_reason
         )
         final = save_checkpoint(ctx.run_dir / "final", ctx.model, ctx.meta)
