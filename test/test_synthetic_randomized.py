@@ -190,6 +190,10 @@ def test_materials_are_randomised_and_photos_hold_out_the_evaluation_images(indo
         mats |= set(np.unique(world.scene.surf_material).tolist())
     for m in (tx.PHOTO, tx.FBM, tx.VORONOI, tx.STRIPES, tx.DEAD_LEAVES):
         assert m in mats
+    from depth_perception.sample_data import SKIMAGE_PHOTOS
+
+    # every photograph the real-image benchmark and panels show stays out of training data
+    assert set(SKIMAGE_PHOTOS) <= set(photos.HELD_OUT)
     assert not set(photos.HELD_OUT) & set(photos.PHOTO_SOURCES)
     bank = photos.photo_bank()
     assert bank.count == len(photos.PHOTO_SOURCES) * len(photos._CROPS) * 4

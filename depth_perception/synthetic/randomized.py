@@ -8,7 +8,8 @@ depth is drawn at random per scene, so that across the training set only geometr
   (the camera path keeps 0.3 m from everything);
   the road family keeps its own towns (``road``).
 * Materials: every object is re-textured with probability ``RETEXTURE`` per scene: photographs
-  (crops, tiles and colour-shifted copies of the scikit-image photos, ``photos``), fBm, Voronoi,
+  (crops, tiles and colour-shifted copies of the scikit-image photos except the evaluation
+  images, ``photos``), fBm, Voronoi,
   stripes and dead-leaves noise, the classic materials, with albedos drawn from several
   statistics (uniform, grey, saturated, very dark / very light); glossy (Blinn-Phong) or matte.
 * Lighting: one to four coloured ceiling lights with cast shadows (a shadow map per light,
