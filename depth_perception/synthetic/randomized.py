@@ -343,8 +343,10 @@ class RandomizedWorld(SyntheticWorld):
         pose[:3, :3] = [[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]
         pose[:3, 3] = pos
         invz, _ = Rasterizer(intr, near=0.02).rasterize(self.scene, pose)
-        # one extra row and column (edge copies), so 2x2 taps need no clipping
-        padded = np.pad(invz, ((0, 1), (0, 1)), mode="edge")
+        # a border of "nothing" (inverse depth 0: lit) one texel wide before and two after, so
+        # clipped lookups of points outside the light's view read lit texels, and 2x2 taps
+        # never need a second clip
+        padded = np.pad(invz, ((1, 2), (1, 2)), mode="constant", constant_values=0.0)
         return {
             "map": np.ascontiguousarray(padded.reshape(-1)),
             "k": tuple(np.float32(v) for v in (intr.fx, intr.fy, intr.cx, intr.cy)),
@@ -370,14 +372,16 @@ class RandomizedWorld(SyntheticWorld):
         """Fraction (4-tap PCF) of ``pts`` (3, n) that ``light``'s shadow map sees."""
         pos = light["pos"]
         zc = pos[2] - pts[2]
-        fx, fy, cx, cy = light["k"]
+        fx, _fy, cx, cy = light["k"]
         inv = np.float32(1.0) / np.maximum(zc, np.float32(0.02))
-        u = (pos[1] - pts[1]) * inv * fx + cx
-        v = (pos[0] - pts[0]) * inv * fy + cy
-        top = np.float32(SHADOW_RES - 1)
-        outside = (zc <= 0.02) | (u < 0) | (u > top) | (v < 0) | (v > top)
-        stride = SHADOW_RES + 1
-        idx = np.clip(v, 0, top).astype(np.intp) * stride + np.clip(u, 0, top).astype(np.intp)
+        scale = inv * fx  # square pixels: fx == fy
+        # texel coordinates in the padded map (+1: its leading border); points outside the
+        # view clip onto the lit border
+        stride = SHADOW_RES + 3
+        hi = np.float32(SHADOW_RES + 1)
+        u = np.clip((pos[1] - pts[1]) * scale + (cx + np.float32(1.0)), 0, hi)
+        v = np.clip((pos[0] - pts[0]) * scale + (cy + np.float32(1.0)), 0, hi)
+        idx = v.astype(np.intp) * stride + u.astype(np.intp)
         # the point must be clearly behind an occluder: a relative bias against acne
         limit = inv * np.float32(1.05)
         smap = light["map"]
@@ -385,7 +389,7 @@ class RandomizedWorld(SyntheticWorld):
         for off in (1, stride, stride + 1):  # 2x2 percentage-closer filtering
             vis += np.take(smap, idx + off) <= limit
         vis *= np.float32(0.25)
-        return vis + (np.float32(1.0) - vis) * outside
+        return vis
 
     def _light(
         self, col: np.ndarray, rec: np.ndarray, pts: np.ndarray, z: np.ndarray, d: np.ndarray
