@@ -117,6 +117,11 @@ DATASET_SPECS: tuple[DatasetSpec, ...] = (
         "your rosbag2 recording: RGB + registered depth (16UC1 mm / 32FC1 m) + camera_info",
     ),
     DatasetSpec(
+        "rosbag_posed",
+        "training.data.posed_bag:PosedBagDataset",
+        "your robot's rosbag2: images + camera_info + /tf odometry (self-supervised adapt)",
+    ),
+    DatasetSpec(
         "middlebury",
         "training.data.middlebury:MiddleburyDataset",
         "Middlebury 2014 scenes: <scene>/im0.png + disp0.pfm + calib.txt (real-image benchmark)",
