@@ -45,11 +45,13 @@ class DatasetRef:
         name: Registered data set name (``synthetic``, ``kitti``, ...).
         family: Scene family where the data set has several (synthetic ``indoor`` / ``road``).
         split: The split trained on.
+        source: Where the data was read from, for a user's recording (the bag's path).
     """
 
     name: str
     family: str = ""
     split: str = ""
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Provenance:
             trained: the node warns only about weights known to be untrained).
         bundled: Copied into the package as a model's default weights (``depth-perception
             bundle``).
+        adapted: Fine-tuned self-supervised on a user's recording (``depth-perception
+            adapt``): ``parent`` names the starting weights, ``datasets`` the recording.
         recipe: Name of the training recipe (``training/configs/<recipe>.yaml``).
         datasets: The data sets trained on.
         steps: Optimiser steps done.
@@ -80,6 +84,7 @@ class Provenance:
 
     trained: bool | None = None
     bundled: bool = False
+    adapted: bool = False
     recipe: str = ""
     datasets: tuple[DatasetRef, ...] = ()
     steps: int | None = None

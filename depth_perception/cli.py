@@ -74,6 +74,10 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     return _run_training_command("bundle", args)
 
 
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    return _run_training_command("adapt", args)
+
+
 def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     try:
         from training.tools import cli_args  # argparse only: keeps --help fast
@@ -109,6 +113,13 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
             "copy a trained checkpoint into the package as its default weights",
             cli_args.add_bundle_arguments,
             _cmd_bundle,
+        ),
+        (
+            "adapt",
+            "fine-tune depth on your robot's bag (images + camera_info + odometry TF), "
+            "self-supervised",
+            cli_args.add_adapt_arguments,
+            _cmd_adapt,
         ),
     )
     for name, help_text, add_arguments, handler in specs:

@@ -232,3 +232,60 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
         "the checkpoint's validation metrics",
     )
     parser.add_argument("--note", default="", help="free text recorded in the model card")
+
+
+def add_adapt_arguments(parser: argparse.ArgumentParser) -> None:
+    """``depth-perception adapt``."""
+    parser.add_argument("bag", help="rosbag2 directory (sqlite3 or MCAP) with images, TF")
+    parser.add_argument("--image-topic", required=True, help="Image or CompressedImage topic")
+    parser.add_argument(
+        "--camera-info-topic", default=None, help="its CameraInfo (default: the bag's only one)"
+    )
+    parser.add_argument("--odom-frame", default="odom", help="odometry frame (default odom)")
+    parser.add_argument(
+        "--base-frame", default="base_link", help="robot body frame (default base_link)"
+    )
+    parser.add_argument(
+        "--camera-frame", default=None, help="camera optical frame (default: images' frame_id)"
+    )
+    parser.add_argument(
+        "--weights",
+        default="depth_perception/weights/lightweight",
+        help="starting checkpoint (default: the bundled lightweight weights)",
+    )
+    parser.add_argument("--out", required=True, help="adapted checkpoint to write (stem)")
+    parser.add_argument(
+        "--run-dir", default=None, help="training run directory (default OUT_run beside OUT)"
+    )
+    parser.add_argument(
+        "--recipe",
+        default="lightweight_adapt_rosbag",
+        help="recipe whose loss, optimiser and triplet settings are used",
+    )
+    parser.add_argument("--steps", type=int, default=300, help="optimiser steps (default 300)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
+    parser.add_argument(
+        "--anchor-weight",
+        type=float,
+        default=0.0,
+        help="weight of agreement with the starting depth (default 0: none)",
+    )
+    parser.add_argument(
+        "--min-translation", type=float, default=0.05, help="least camera motion, m (0.05)"
+    )
+    parser.add_argument(
+        "--max-rotation", type=float, default=15.0, help="largest rotation, degrees (15)"
+    )
+    parser.add_argument("--width", type=int, default=None, help="input width (default START's)")
+    parser.add_argument("--height", type=int, default=None, help="input height")
+    parser.add_argument(
+        "--max-minutes", type=float, default=None, help="stop training after this long"
+    )
+    parser.add_argument("--score-frames", type=int, default=16, help="triplets scored (16)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--restart", action="store_true", help="start the run directory over")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from depth_perception.checkpoint import (
     CheckpointMeta,
     Provenance,
+    load_checkpoint,
     save_checkpoint,
     unwrap_model,
 )
@@ -383,6 +384,10 @@ def train(
     # model, loss, optimiser
     model, model_args = build_training_model(cfg, class_names, data_depth_range(cfg.data))
     model.to(device)
+    if not class_names and getattr(model, "num_classes", 0) and cfg.model.init_checkpoint:
+        # Data without labels (a bag, self-supervised) fine-tunes depth only: the
+        # segmentation head keeps the starting checkpoint's classes, so the names come from it.
+        class_names = tuple(load_checkpoint(cfg.model.init_checkpoint)[0].class_names)
     meta = CheckpointMeta.for_model(
         cfg.model.name,
         model,
