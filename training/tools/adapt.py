@@ -64,7 +64,7 @@ def build_config(args: argparse.Namespace, meta: Any) -> Any:
             "batch_size": int(args.batch_size),
             "seed": int(args.seed),
             "device": args.device,
-            "threads": int(args.threads),
+            "threads": int(args.threads) or None,
             "max_minutes": args.max_minutes,
         }
     )
