@@ -247,7 +247,7 @@ def test_provenance_round_trips_typed(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "p", model, meta)
     data = json.loads((tmp_path / "p.json").read_text())
     assert data["provenance"]["datasets"] == [
-        {"name": "synthetic", "family": "indoor", "split": "train"}
+        {"name": "synthetic", "family": "indoor", "split": "train", "source": ""}
     ]
     loaded, _ = load_checkpoint(tmp_path / "p")
     assert loaded.provenance == meta.provenance

@@ -156,7 +156,8 @@ def test_the_core_never_imports_training():
 
 
 @pytest.mark.parametrize(
-    "tool", ["train", "evaluate", "export", "teacher", "bundle", "sfm_losses"]
+    "tool",
+    ["train", "evaluate", "export", "teacher", "bundle", "sfm_losses", "adapt", "adapt_study"],
 )
 def test_the_library_never_imports_a_tool(tool):
     graph = import_graph()

@@ -301,7 +301,7 @@ def test_cli_reports_config_errors_without_traceback(capsys):
 
 
 def test_help_of_every_subcommand(capsys):
-    for command in ("train", "eval", "export", "teacher", "bundle"):
+    for command in ("train", "eval", "export", "teacher", "bundle", "adapt"):
         with pytest.raises(SystemExit) as info:
             cli.main([command, "--help"])
         assert info.value.code == 0
