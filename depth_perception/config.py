@@ -152,7 +152,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         max_value=16,
     ),
     ParamSpec("points_color", True, "Add a packed rgb field to the cloud"),
-    ParamSpec("points_label", True, "Add a uint8 label field to the cloud (multi-task models)"),
+    ParamSpec("points_label", True, "Add a uint32 label field to the cloud (multi-task models)"),
     ParamSpec(
         "overlay_alpha",
         0.5,
