@@ -65,9 +65,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "num_threads",
         0,
-        "CPU threads for inference; 0 = all cores",
+        "CPU threads for inference; 0 = every core this process may use",
         min_value=0,
         max_value=256,
+        needs_reconfigure=True,
+    ),
+    ParamSpec(
+        "cpu_spinning",
+        False,
+        "ONNX Runtime on the CPU: idle inference threads busy-wait for work. Faster inference "
+        "alone, but they take the cores the node's other stages and processes need; off = "
+        "they sleep",
         needs_reconfigure=True,
     ),
     ParamSpec(
@@ -195,6 +203,7 @@ class PerceptionConfig:
     backend: str = "auto"
     device: str = "auto"
     num_threads: int = 0
+    cpu_spinning: bool = False
     precision: str = "fp16"
     int8_calibration_dir: str = ""
     dla_core: int = -1
