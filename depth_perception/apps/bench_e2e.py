@@ -163,7 +163,10 @@ class _Monitor:
         def receive(msg) -> None:
             now = time.time()
             with self.lock:
-                self.arrivals[topic].append(now)
+                times = self.arrivals.get(topic)
+                if times is None:  # a message of the previous mode's subscription, late
+                    return
+                times.append(now)
                 if topic == self.primary:
                     stamp = msg.header.stamp
                     self.latencies.append((now - stamp.sec - stamp.nanosec * 1e-9) * 1e3)
