@@ -17,7 +17,7 @@ setup(
     # `colcon build` find them the same way (importlib.resources).
     package_data={
         PACKAGE: ["weights/*.safetensors", "weights/*.json", "weights/*.md"],
-        "training": ["configs/*.yaml"],
+        "training": ["configs/*.yaml", "data/*.yaml"],
     },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

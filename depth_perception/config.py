@@ -145,6 +145,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         min_value=1e-6,
         max_value=1e6,
     ),
+    ParamSpec(
+        "outputs_on_demand",
+        True,
+        "Compute each output only while it has a subscriber (checked per frame); a frame "
+        "nobody subscribes to is not even decoded. false = compute every switched-on output "
+        "always",
+    ),
     ParamSpec("publish_depth", True, "Publish depth/image and depth/camera_info"),
     ParamSpec("publish_points", True, "Publish the organized point cloud on points"),
     ParamSpec(
@@ -213,6 +220,7 @@ class PerceptionConfig:
     min_depth: float = 0.0
     max_depth: float = 0.0
     depth_scale: float = 1.0
+    outputs_on_demand: bool = True
     publish_depth: bool = True
     publish_points: bool = True
     publish_segmentation: bool = True

@@ -7,6 +7,7 @@ range limits as NaN, resize back, arg-max of the class scores). Imports no rclpy
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,44 @@ class ModelDescription:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class DepthLimits:
+    """The published depth range and the factor on the network's depth, checked as one.
+
+    Frozen: a change is a new object swapped in with one assignment, so a frame never sees a
+    new minimum with an old maximum, and a refused change leaves the old limits in place.
+    """
+
+    min_depth: float
+    max_depth: float
+    depth_scale: float = 1.0
+
+    @classmethod
+    def resolve(
+        cls,
+        description: ModelDescription,
+        min_depth: float = 0.0,
+        max_depth: float = 0.0,
+        depth_scale: float = 1.0,
+    ) -> DepthLimits:
+        """Limits for ``description``'s checkpoint, where 0 means the checkpoint's own value.
+
+        Raises:
+            ValueError: an empty range (e.g. min_depth 20 on a 10 m checkpoint) or a scale
+                that is not a positive finite number.
+        """
+        low = float(min_depth or description.min_depth)
+        high = float(max_depth or description.max_depth)
+        if not low < high:
+            raise ValueError(
+                f"min_depth {low} must be below max_depth {high} (0 = the checkpoint's "
+                f"{description.min_depth} / {description.max_depth} m)"
+            )
+        if not (math.isfinite(depth_scale) and depth_scale > 0.0):
+            raise ValueError(f"depth_scale must be a positive finite number, got {depth_scale}")
+        return cls(low, high, float(depth_scale))
 
 
 @dataclass
@@ -152,14 +191,26 @@ class DepthPredictor:
         self.stage_hook: Callable[[str, DepthPredictor], None] | None = None
 
     def set_depth_limits(self, min_depth: float, max_depth: float, depth_scale: float) -> None:
-        """Change the published range (0 = the checkpoint's) and scale without reloading."""
-        self.min_depth = min_depth or self.description.min_depth
-        self.max_depth = max_depth or self.description.max_depth
-        if self.min_depth >= self.max_depth:
-            raise ValueError(
-                f"min_depth {self.min_depth} must be below max_depth {self.max_depth}"
-            )
-        self.depth_scale = depth_scale
+        """Change the published range (0 = the checkpoint's) and scale without reloading.
+
+        Validated before anything changes: a refused range leaves the current limits.
+
+        Raises:
+            ValueError: see :meth:`DepthLimits.resolve`.
+        """
+        self.limits = DepthLimits.resolve(self.description, min_depth, max_depth, depth_scale)
+
+    @property
+    def min_depth(self) -> float:
+        return self.limits.min_depth
+
+    @property
+    def max_depth(self) -> float:
+        return self.limits.max_depth
+
+    @property
+    def depth_scale(self) -> float:
+        return self.limits.depth_scale
 
     def predict(
         self,
@@ -318,15 +369,17 @@ class DepthPredictor:
             raise BackendError(
                 f"backend returned a batch of {len(outputs['depth'])} for image {index}"
             )
+        limits = self.limits  # read once: a swap mid-frame must not mix two ranges
         network_depth = np.asarray(outputs["depth"][index, 0], dtype=np.float32)
-        if self.depth_scale != 1.0:
+        if limits.depth_scale != 1.0:
             scaled = self._scratch("scaled", network_depth.shape, np.float32)
-            np.multiply(network_depth, np.float32(self.depth_scale), out=scaled)
+            np.multiply(network_depth, np.float32(limits.depth_scale), out=scaled)
             network_depth = scaled
         shape = (height, width)
         depth = _output(buffers, "depth", shape, np.float32)
         _resize_into(network_depth, depth, cv2.INTER_LINEAR)
-        self._nan_out_of_range(depth)
+        # REP 117: never publish a number for "unknown"; NaN also covers non-finite outputs.
+        self._nan_out_of_range(depth, limits)
         class_ids = None
         logits = outputs.get("seg_logits")
         if logits is not None and labels:
@@ -340,7 +393,7 @@ class DepthPredictor:
             _resize_into(coarse, class_ids, cv2.INTER_NEAREST)
         return depth, class_ids
 
-    def _nan_out_of_range(self, depth: np.ndarray) -> None:
+    def _nan_out_of_range(self, depth: np.ndarray, limits: DepthLimits) -> None:
         """REP 117: NaN where depth is outside [min, max] or not finite, in place.
 
         Branch-free: adding sqrt(valid - 1) (0 where valid, NaN where not) costs the same
@@ -350,8 +403,8 @@ class DepthPredictor:
         valid = self._scratch("valid", depth.shape, np.bool_)
         upper = self._scratch("upper", depth.shape, np.bool_)
         offset = self._scratch("offset", depth.shape, np.float32)
-        np.greater_equal(depth, np.float32(self.min_depth), out=valid)
-        np.less_equal(depth, np.float32(self.max_depth), out=upper)
+        np.greater_equal(depth, np.float32(limits.min_depth), out=valid)
+        np.less_equal(depth, np.float32(limits.max_depth), out=upper)
         np.logical_and(valid, upper, out=valid)
         np.subtract(valid, np.float32(1.0), out=offset)
         with np.errstate(invalid="ignore"):

@@ -196,7 +196,7 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
             raise ValueError(
                 f"weights {weights} are for model '{meta.model}', but model is '{config.model}'"
             )
-        trained = bool(meta.extra.get("trained", True))
+        trained = meta.provenance.trained is not False  # None: not recorded
         width, height = meta.input_width, meta.input_height
         mean, std = tuple(meta.mean), tuple(meta.std)
         class_names = tuple(meta.class_names)
