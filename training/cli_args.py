@@ -231,3 +231,9 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
         "the checkpoint's validation metrics",
     )
     parser.add_argument("--note", default="", help="free text recorded in the model card")
+    parser.add_argument(
+        "--onnx-only",
+        action="store_true",
+        help="only (re)write the ONNX export beside an already bundled --checkpoint "
+        "(e.g. depth_perception/weights/lightweight), leaving its weights and metadata alone",
+    )
