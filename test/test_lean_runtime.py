@@ -229,9 +229,16 @@ def test_bag_exports_once_with_torch_then_runs_without_it(tmp_path):
         str(weights),
     ]
     blocked_first = _run_lean(
-        tmp_path, cache, "depth_perception.cli", "bag", str(fixture.path), str(tmp_path / "x")
+        tmp_path,
+        cache,
+        "depth_perception.cli",
+        "bag",
+        str(fixture.path),
+        str(tmp_path / "refused"),
+        *common,
     )
-    assert blocked_first.returncode != 0 and "has no ONNX export" in blocked_first.stderr
+    assert blocked_first.returncode != 0
+    assert "has no ONNX export" in blocked_first.stdout + blocked_first.stderr
     first = subprocess.run(
         [
             sys.executable,
