@@ -158,10 +158,11 @@ def run_startup_bench(args: argparse.Namespace) -> int:
                 finally:
                     stop_processes([process])
                 run = runs[-1]
+                error = f", error: {run.error}" if run.error else ""
                 print(
                     f"  {backend:12s} repeat {repeat + 1}: first depth {run.first_depth_s:6.2f} "
-                    f"s, RSS {run.rss_mib:7.1f} MiB (private {run.private_mib:6.1f}), {run.fps:5.1f} fps, torch loaded "
-                    f"{run.torch_loaded}" + (f", error: {run.error}" if run.error else "")
+                    f"s, RSS {run.rss_mib:7.1f} MiB (private {run.private_mib:6.1f}), "
+                    f"{run.fps:5.1f} fps, torch loaded {run.torch_loaded}{error}"
                 )
     finally:
         stop_processes([camera])
