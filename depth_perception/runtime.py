@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from depth_perception.backends.base import BackendError
+from depth_perception.backends.base import BackendError, BackendUnavailableError
 from depth_perception.backends.calibration import families_for_classes
 from depth_perception.backends.devices import cuda_usable
 from depth_perception.backends.selection import (
@@ -206,8 +206,14 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         min_depth, max_depth, metric = meta.min_depth, meta.max_depth, meta.metric
         weights_label = str(weights)
     else:
-        from depth_perception.models import get_model_info
-
+        try:
+            from depth_perception.models import get_model_info
+        except ImportError as error:
+            raise BackendUnavailableError(
+                f"model '{config.model}' has no weights here (no bundled checkpoint, weights "
+                f"parameter empty), and random weights need torch, which is not importable "
+                f"({error})"
+            ) from error
         info = get_model_info(config.model)
         source = _ModelSource(config.model, None, notes)
         model = source.model()
@@ -254,7 +260,12 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
     if chain[0][0] != "onnxruntime" or source.find_onnx() is None:
         # The first backend needs the torch model (or an export made from it): load it now,
         # so that weights that do not fit the architecture or the size fail the start.
-        source.model()
+        try:
+            source.model()
+        except BackendUnavailableError:
+            # No torch here: the chain skips what needs it, with this reason, and ONNX
+            # Runtime still starts where the export exists.
+            pass
     options = BackendOptions(
         num_threads=config.num_threads,
         precision=config.precision,
@@ -339,12 +350,21 @@ class _ModelSource:
             import torch
         except ImportError as error:
             width, height = self.size
-            raise BackendError(
-                f"{self.checkpoint.weights_path} has no ONNX export for {width}x{height} beside "
-                f"it or in {cache_dir() / 'onnx'}, and making one needs torch ({error}). "
-                "Install the torch extra (pip install 'depth_perception[torch]') and start once "
-                "to export it, or use backend onnxruntime with a checkpoint that ships its ONNX"
-            ) from error
+            weights = self.checkpoint.weights_path
+            if self.find_onnx() is None:
+                reason = (
+                    f"{weights} has no ONNX export for {width}x{height} beside it or in "
+                    f"{cache_dir() / 'onnx'}, and making one needs torch, which is not "
+                    f"importable ({error}): install the torch extra (pip install "
+                    "'depth_perception[torch]') and start once to export it; later starts "
+                    "run without torch"
+                )
+            else:
+                reason = (
+                    f"the torch backend needs torch, which is not importable ({error}); ONNX "
+                    f"Runtime runs {self._onnx} without it (backend onnxruntime)"
+                )
+            raise BackendUnavailableError(reason) from error
         from depth_perception.checkpoint import load_model
 
         return load_model(self.checkpoint.weights_path, device="cpu")[0].eval()

@@ -364,3 +364,25 @@ def test_node_on_onnxruntime_runs_without_torch(ros, tmp_path):
     assert _blocked_attempts(tmp_path) == [], (tmp_path / "mono_depth.log").read_text()
     text = (tmp_path / "mono_depth.log").read_text()
     assert "using the ONNX export" in text and "weights/lightweight-256x192-" in text
+
+
+def test_without_torch_the_torch_backend_falls_back_to_onnxruntime(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.full((48, 64, 3), 90, np.uint8))
+    run = _run_lean(
+        tmp_path,
+        tmp_path / "empty_cache",
+        "depth_perception.cli",
+        "infer",
+        str(images),
+        "-o",
+        str(tmp_path / "out"),
+        "--backend",
+        "torch",
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "backend skipped: torch on cpu: the torch backend needs torch" in run.stdout
+    assert "on onnxruntime on cpu" in run.stdout
+    # The fallback asked for torch once (and was refused), nothing else did.
+    assert set(_blocked_attempts(tmp_path)) == {"torch"}

@@ -197,11 +197,13 @@ def _start(
 
         return OnnxRuntimeBackend(onnx_path(), num_threads=options.num_threads)
     if name == "torch":
+        # The model first: where torch is missing, its source says what that means here.
+        torch_model = _resolve_model(model)
         from depth_perception.backends.torch_backend import TorchBackend
 
         # int8 has no torch path: FP16 autocast is the closest (ignored on the CPU).
         return TorchBackend(
-            _resolve_model(model),
+            torch_model,
             device=device,
             num_threads=options.num_threads,
             fp16=options.precision != "fp32",
