@@ -18,7 +18,7 @@ setup(
     package_data={
         # The .onnx beside the weights lets ONNX Runtime run them without torch.
         PACKAGE: ["weights/*.safetensors", "weights/*.json", "weights/*.md", "weights/*.onnx"],
-        "training": ["configs/*.yaml"],
+        "training": ["configs/*.yaml", "data/*.yaml"],
     },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

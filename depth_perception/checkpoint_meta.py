@@ -35,8 +35,8 @@ class CheckpointInfo:
 
     @property
     def trained(self) -> bool:
-        """Whether the weights were trained (False: an untrained/initialised checkpoint)."""
-        return bool(self.meta.extra.get("trained", True))
+        """Whether the weights may be trained: False only where they are known not to be."""
+        return self.meta.provenance.trained is not False  # None: not recorded
 
 
 def file_sha256(path: str | Path) -> str:

@@ -7,6 +7,7 @@ range limits as NaN, resize back, arg-max of the class scores). Imports no rclpy
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,44 @@ class ModelDescription:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class DepthLimits:
+    """The published depth range and the factor on the network's depth, checked as one.
+
+    Frozen: a change is a new object swapped in with one assignment, so a frame never sees a
+    new minimum with an old maximum, and a refused change leaves the old limits in place.
+    """
+
+    min_depth: float
+    max_depth: float
+    depth_scale: float = 1.0
+
+    @classmethod
+    def resolve(
+        cls,
+        description: ModelDescription,
+        min_depth: float = 0.0,
+        max_depth: float = 0.0,
+        depth_scale: float = 1.0,
+    ) -> DepthLimits:
+        """Limits for ``description``'s checkpoint, where 0 means the checkpoint's own value.
+
+        Raises:
+            ValueError: an empty range (e.g. min_depth 20 on a 10 m checkpoint) or a scale
+                that is not a positive finite number.
+        """
+        low = float(min_depth or description.min_depth)
+        high = float(max_depth or description.max_depth)
+        if not low < high:
+            raise ValueError(
+                f"min_depth {low} must be below max_depth {high} (0 = the checkpoint's "
+                f"{description.min_depth} / {description.max_depth} m)"
+            )
+        if not (math.isfinite(depth_scale) and depth_scale > 0.0):
+            raise ValueError(f"depth_scale must be a positive finite number, got {depth_scale}")
+        return cls(low, high, float(depth_scale))
 
 
 @dataclass
@@ -137,14 +176,26 @@ class DepthPredictor:
         self.stage_hook: Callable[[str, DepthPredictor], None] | None = None
 
     def set_depth_limits(self, min_depth: float, max_depth: float, depth_scale: float) -> None:
-        """Change the published range (0 = the checkpoint's) and scale without reloading."""
-        self.min_depth = min_depth or self.description.min_depth
-        self.max_depth = max_depth or self.description.max_depth
-        if self.min_depth >= self.max_depth:
-            raise ValueError(
-                f"min_depth {self.min_depth} must be below max_depth {self.max_depth}"
-            )
-        self.depth_scale = depth_scale
+        """Change the published range (0 = the checkpoint's) and scale without reloading.
+
+        Validated before anything changes: a refused range leaves the current limits.
+
+        Raises:
+            ValueError: see :meth:`DepthLimits.resolve`.
+        """
+        self.limits = DepthLimits.resolve(self.description, min_depth, max_depth, depth_scale)
+
+    @property
+    def min_depth(self) -> float:
+        return self.limits.min_depth
+
+    @property
+    def max_depth(self) -> float:
+        return self.limits.max_depth
+
+    @property
+    def depth_scale(self) -> float:
+        return self.limits.depth_scale
 
     def predict(self, rgb: np.ndarray, intrinsics: CameraIntrinsics) -> Prediction:
         """Depth and labels for an HxWx3 uint8 RGB image seen through ``intrinsics``.
@@ -256,12 +307,13 @@ class DepthPredictor:
             raise BackendError(
                 f"backend returned a batch of {len(outputs['depth'])} for image {index}"
             )
+        limits = self.limits  # read once: a swap mid-frame must not mix two ranges
         network_depth = outputs["depth"][index, 0]
-        if self.depth_scale != 1.0:
-            network_depth = network_depth * np.float32(self.depth_scale)
+        if limits.depth_scale != 1.0:
+            network_depth = network_depth * np.float32(limits.depth_scale)
         depth = cv2.resize(network_depth, (width, height), interpolation=cv2.INTER_LINEAR)
         # REP 117: never publish a number for "unknown"; NaN also covers non-finite outputs.
-        invalid = ~((depth >= self.min_depth) & (depth <= self.max_depth))
+        invalid = ~((depth >= limits.min_depth) & (depth <= limits.max_depth))
         depth[invalid] = np.nan
         labels = None
         logits = outputs.get("seg_logits")

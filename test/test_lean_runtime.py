@@ -39,7 +39,8 @@ from training.data.fixtures import write_rosbag_fixture
 
 BLOCKED = ("torch", "torchvision", "onnx")
 
-# Runs `python -m <module> <args>` with BLOCKED unimportable; attempts go to $LEAN_IMPORT_LOG.
+# Runs `python -m <module> <args>` (or `-c <code> <args>`) with BLOCKED unimportable;
+# every attempt is appended to $LEAN_IMPORT_LOG.
 LAUNCHER = f"""
 import os, runpy, sys
 
@@ -56,12 +57,13 @@ class NoTorch:
 
 
 sys.meta_path.insert(0, NoTorch())
-module = sys.argv[1]
-sys.argv = [module, *sys.argv[2:]]
-runpy.run_module(module, run_name="__main__", alter_sys=True)
+target = sys.argv[1]
+sys.argv = [target, *sys.argv[2:]]
+if target == "-c":  # code, as python -c: sys.argv = ["-c", code, args...]
+    exec(compile(sys.argv[1], "<lean>", "exec"), {{"__name__": "__main__"}})
+else:
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
 """
-
-pytestmark = pytest.mark.integration
 
 
 def _lean_env(tmp_path: Path, cache: Path) -> dict[str, str]:
@@ -126,6 +128,30 @@ def _assert_same(depth, labels, expected_depth, expected_labels) -> None:
     np.testing.assert_array_equal(labels, expected_labels)
 
 
+_PREDICT = """
+import sys
+from depth_perception.config import PerceptionConfig
+from depth_perception.runtime import load_pipeline
+from depth_perception.synthetic import SyntheticWorld
+
+pipeline = load_pipeline(PerceptionConfig(backend=sys.argv[2], num_threads=1))
+frame = SyntheticWorld("indoor", 160, 120, scene_index=9001).render(0)
+prediction = pipeline.predictor.predict(frame.rgb, frame.intrinsics)
+assert prediction.depth.shape == (120, 160) and prediction.labels is not None
+print(pipeline.choice.backend.describe())
+"""
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "auto"])
+def test_load_pipeline_and_predict_without_torch(tmp_path, backend):
+    # The fast tier's guard: the core's ONNX Runtime path (backend onnxruntime, and auto on
+    # this GPU-less machine) loads the bundled default and predicts with torch unimportable.
+    run = _run_lean(tmp_path, tmp_path / "empty_cache", "-c", _PREDICT, backend)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert _blocked_attempts(tmp_path) == []
+    assert run.stdout.strip() == "onnxruntime on cpu"
+
+
 def test_bundled_default_ships_its_onnx_export():
     weights = bundled_weights("lightweight")
     info = read_checkpoint_meta(weights)
@@ -157,6 +183,7 @@ def test_bundled_onnx_matches_torch_eager_on_camera_frames(tmp_path):
         np.testing.assert_array_equal(ours["depth"], reference.backend.infer(batch)["depth"])
 
 
+@pytest.mark.integration
 def test_infer_without_torch_gives_the_torch_built_outputs(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
@@ -211,6 +238,7 @@ def _bag_outputs(path: Path) -> dict[str, list[np.ndarray]]:
     return out
 
 
+@pytest.mark.integration
 def test_bag_exports_once_with_torch_then_runs_without_it(tmp_path):
     # A checkpoint of the user's own: the first start exports its ONNX (with torch) into the
     # cache, keyed by the weights' hash; the next start finds it there and needs no torch.
@@ -276,6 +304,7 @@ def test_bag_exports_once_with_torch_then_runs_without_it(tmp_path):
             np.testing.assert_array_equal(mine, expected)
 
 
+@pytest.mark.integration
 def test_without_torch_a_checkpoint_lacking_its_onnx_says_what_to_do(tmp_path):
     weights = _copy_checkpoint(tmp_path)
     images = tmp_path / "images"
@@ -302,6 +331,7 @@ def ros():
     yield from ros_session()
 
 
+@pytest.mark.integration
 def test_node_on_onnxruntime_runs_without_torch(ros, tmp_path):
     namespace = "/lean"
     env = {**ros, **_lean_env(tmp_path, tmp_path / "empty_cache")}
@@ -366,6 +396,7 @@ def test_node_on_onnxruntime_runs_without_torch(ros, tmp_path):
     assert "using the ONNX export" in text and "weights/lightweight-256x192-" in text
 
 
+@pytest.mark.integration
 def test_without_torch_the_torch_backend_falls_back_to_onnxruntime(tmp_path):
     images = tmp_path / "images"
     images.mkdir()

@@ -69,47 +69,54 @@ def bench_model(pipeline, model, seconds: float) -> dict[str, float]:
 
 
 def bench_stages(pipeline, width: int, height: int, seconds: float) -> dict[str, float]:
-    """Milliseconds of each node stage in-process, with the node's own conversion code."""
+    """Median milliseconds of each node stage in-process, running the node's own frame code.
+
+    Every run is one whole frame as the node's worker does it: decode the Image message, pick
+    the intrinsics from the camera_info, predict, compose every output
+    (``frame_pipeline.FramePipeline``) and build the messages
+    (``nodes.conversions.output_messages``); the stage timings are those the node reports in
+    /diagnostics (``to_messages`` = building the messages, without publishing them).
+    """
     from std_msgs.msg import Header
 
+    from depth_perception.frame_pipeline import FramePipeline, prepare_frame
     from depth_perception.nodes.conversions import (
         array_to_image_msg,
         camera_info_msg,
-        cloud_msg,
         image_msg_to_rgb,
+        output_messages,
     )
-    from depth_perception.pointcloud import OrganizedCloudBuilder
-    from depth_perception.visualize import colorize_labels, overlay
 
     rgb, intrinsics = _sample_frame(width, height)
     header = Header(frame_id="camera_optical_frame")
     image_msg = array_to_image_msg(rgb, header, "rgb8")
-    predictor = pipeline.predictor
-    batch = predictor.preprocess(rgb)
-    outputs = predictor.backend.infer(batch)
-    depth, labels = predictor.postprocess(outputs, width, height)
-    builder = OrganizedCloudBuilder(
-        intrinsics, stride=1, with_rgb=True, with_label=labels is not None
-    )
-    cloud = builder.build(depth, rgb=rgb, labels=labels)
-    colors = colorize_labels(labels, pipeline.palette) if labels is not None else rgb
-    blended = overlay(rgb, colors, 0.5, labels)
-    stages = {
-        "convert_in": lambda: image_msg_to_rgb(image_msg),
-        "preprocess": lambda: predictor.preprocess(rgb),
-        "inference": lambda: predictor.backend.infer(batch),
-        "postprocess": lambda: predictor.postprocess(outputs, width, height),
-        "points": lambda: builder.build(depth, rgb=rgb, labels=labels),
-        "colorize": lambda: overlay(rgb, colorize_labels(labels, pipeline.palette), 0.5, labels),
-        "to_messages": lambda: (
-            array_to_image_msg(depth, header, "32FC1"),
-            camera_info_msg(intrinsics, header),
-            cloud_msg(cloud, header),
-            array_to_image_msg(labels, header, "mono8"),
-            array_to_image_msg(blended, header, "rgb8"),
-        ),
-    }
-    return {name: _time_it(function, seconds) for name, function in stages.items()}
+    info_msg = camera_info_msg(intrinsics, header)
+    # Every output on at full resolution: the node's defaults.
+    config = PerceptionConfig()
+    frames = FramePipeline(pipeline.predictor, pipeline.palette)
+    samples: dict[str, list[float]] = {}
+
+    def one_frame() -> None:
+        begin = time.perf_counter()
+        frame = prepare_frame("", image_msg_to_rgb(image_msg), info_msg, config.fallback_hfov_deg)
+        frame.timings_ms["convert_in"] = (time.perf_counter() - begin) * 1e3
+        (outputs,) = frames.process([frame], config)
+        stage = time.perf_counter()
+        output_messages(outputs, header)
+        outputs.timings_ms["to_messages"] = (time.perf_counter() - stage) * 1e3
+        for name, value in outputs.timings_ms.items():
+            samples.setdefault(name, []).append(value)
+
+    one_frame()  # warm-up: first-call allocations and lazy initialisation
+    samples.clear()
+    start = time.perf_counter()
+    while len(samples.get("convert_in", ())) < 5 or time.perf_counter() - start < seconds:
+        one_frame()
+    order = ("convert_in", "preprocess", "inference", "postprocess", "points", "colorize")
+    names = [name for name in order if name in samples] + [
+        name for name in samples if name not in order
+    ]
+    return {name: float(np.median(samples[name])) for name in names}
 
 
 def bench_ros(args: argparse.Namespace) -> dict[str, object]:

@@ -13,6 +13,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from depth_perception.camera import CameraIntrinsics
+from depth_perception.frame_pipeline import FrameOutputs
 from depth_perception.image_encoding import decode_to_rgb, encoding_for_array
 from depth_perception.pointcloud import CloudData
 
@@ -91,3 +92,22 @@ def cloud_msg(cloud: CloudData, header: Header) -> PointCloud2:
     msg.is_dense = cloud.is_dense
     msg.data = fast_bytes(cloud.data)
     return msg
+
+
+def output_messages(outputs: FrameOutputs, header: Header) -> dict[str, object]:
+    """The rclpy messages of one frame's outputs, keyed like the node's publishers.
+
+    Keys: ``depth`` and ``depth_info`` (with depth), ``points``, ``mask`` and ``color``
+    (with labels); an output that is None has no message. Every message carries ``header``.
+    """
+    messages: dict[str, object] = {}
+    if outputs.depth is not None:
+        messages["depth"] = array_to_image_msg(outputs.depth, header, "32FC1")
+        messages["depth_info"] = camera_info_msg(outputs.intrinsics, header, outputs.camera_info)
+    if outputs.cloud is not None:
+        messages["points"] = cloud_msg(outputs.cloud, header)
+    if outputs.labels is not None:
+        messages["mask"] = array_to_image_msg(outputs.labels, header, "mono8")
+    if outputs.overlay is not None:
+        messages["color"] = array_to_image_msg(outputs.overlay, header, "rgb8")
+    return messages

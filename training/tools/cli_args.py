@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+# The names of training.data.registry's table, spelt out so that argparse needs no torch import;
+# test_dataset_registry checks the two agree.
 DATASET_CHOICES = (
     "synthetic",
     "synthetic_sequence",
@@ -15,8 +17,12 @@ DATASET_CHOICES = (
     "kitti_depth",
     "kitti_selection",
     "cityscapes",
-    "sunrgbd",
     "kitti_raw",
+    "sunrgbd",
+    "sunrgbd_flat",
+    "rosbag",
+    "middlebury",
+    "middlebury_skimage",
 )
 
 
@@ -79,8 +85,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """``depth-perception eval``."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint (.safetensors or stem)")
-    parser.add_argument("--dataset", default="synthetic", choices=DATASET_CHOICES)
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint (.safetensors or stem; default: the bundled default weights)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="synthetic",
+        choices=DATASET_CHOICES,
+        help="middlebury (with --root) and middlebury_skimage run the zero-shot real-image "
+        "benchmark: the model beside a row prior and a constant, at the images' resolution",
+    )
     parser.add_argument(
         "--family",
         default=None,
