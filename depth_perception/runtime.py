@@ -256,7 +256,7 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
     # only where a GPU may be present at all.
     may_use_gpu = config.backend != "onnxruntime" and config.device == "auto"
     chain = backend_chain(config.backend, config.device, may_use_gpu and cuda_usable())
-    source.size = (width, height)
+    source.set_size(width, height)
     if chain[0][0] != "onnxruntime" or source.find_onnx() is None:
         # The first backend needs the torch model (or an export made from it): load it now,
         # so that weights that do not fit the architecture or the size fail the start.
@@ -322,19 +322,30 @@ class _ModelSource:
         self._model: torch.nn.Module | None = None
         self._onnx: Path | None = None
 
+    def set_size(self, width: int, height: int) -> None:
+        """The network input size (checked against a model already loaded)."""
+        self.size = (width, height)
+        if self._model is not None:
+            self._check_size(self._model)
+
     def model(self) -> torch.nn.Module:
-        """The network in eval mode on the CPU (checked against the input size)."""
+        """The network in eval mode on the CPU (checked against the input size, once set)."""
         if self._model is None:
-            self._model = self._build()
-            width, height = self.size
-            multiple = int(getattr(self._model, "input_multiple", 1))
-            if width and (width % multiple or height % multiple):
-                raise ValueError(
-                    f"input size {width}x{height} is not a multiple of {multiple}, which "
-                    f"'{self.name}' needs; choose e.g. {width // multiple * multiple}x"
-                    f"{height // multiple * multiple}"
-                )
+            model = self._build()
+            if self.size != (0, 0):
+                self._check_size(model)
+            self._model = model
         return self._model
+
+    def _check_size(self, model: torch.nn.Module) -> None:
+        width, height = self.size
+        multiple = int(getattr(model, "input_multiple", 1))
+        if width % multiple or height % multiple:
+            raise ValueError(
+                f"input size {width}x{height} is not a multiple of {multiple}, which "
+                f"'{self.name}' needs; choose e.g. {width // multiple * multiple}x"
+                f"{height // multiple * multiple}"
+            )
 
     def _build(self) -> torch.nn.Module:
         if self.checkpoint is None:

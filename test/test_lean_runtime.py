@@ -417,3 +417,14 @@ def test_without_torch_the_torch_backend_falls_back_to_onnxruntime(tmp_path):
     assert "on onnxruntime on cpu" in run.stdout
     # The fallback asked for torch once (and was refused), nothing else did.
     assert set(_blocked_attempts(tmp_path)) == {"torch"}
+
+
+@pytest.mark.parametrize("model", ["lightweight", "lightweight_m"])
+def test_an_input_size_the_model_cannot_take_is_refused(model):
+    # The bundled checkpoint (no export for this size: the torch model is built to make one)
+    # and a model with random weights alike.
+    from depth_perception.config import PerceptionConfig
+    from depth_perception.runtime import load_pipeline
+
+    with pytest.raises(ValueError, match="not a multiple of 32"):
+        load_pipeline(PerceptionConfig(model=model, input_width=100, input_height=64))
