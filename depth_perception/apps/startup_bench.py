@@ -31,6 +31,8 @@ class StartupRun:
     Attributes:
         backend: the ``backend`` parameter.
         first_depth_s: seconds from spawning the process to the first depth image received.
+        first_depth_cpu_s: CPU seconds (user + system, all threads) the node had used by then:
+            less sensitive than the wall time to other processes sharing the machine.
         rss_mib: median VmRSS over the second half of the steady period, MiB.
         private_mib: the node's private memory (USS: pages no other process shares, e.g. not
             the libraries' code or the Fast DDS shared-memory segment) at the end, MiB; what
@@ -42,6 +44,7 @@ class StartupRun:
 
     backend: str
     first_depth_s: float = float("nan")
+    first_depth_cpu_s: float = float("nan")
     rss_mib: float = float("nan")
     private_mib: float = float("nan")
     fps: float = float("nan")
@@ -58,6 +61,17 @@ def _rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and all its threads (Linux /proc); NaN if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
+            # Fields after the parenthesised command name; utime and stime are the 12th, 13th.
+            fields = stream.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def _private_kib(pid: int) -> int:
@@ -161,7 +175,8 @@ def run_startup_bench(args: argparse.Namespace) -> int:
                 error = f", error: {run.error}" if run.error else ""
                 print(
                     f"  {backend:12s} repeat {repeat + 1}: first depth {run.first_depth_s:6.2f} "
-                    f"s, RSS {run.rss_mib:7.1f} MiB (private {run.private_mib:6.1f}), "
+                    f"s ({run.first_depth_cpu_s:5.2f} s CPU), RSS {run.rss_mib:7.1f} MiB "
+                    f"(private {run.private_mib:6.1f}), "
                     f"{run.fps:5.1f} fps, torch loaded {run.torch_loaded}{error}"
                 )
     finally:
@@ -181,6 +196,7 @@ def _measure(process, backend, start, arrivals, lock, args) -> StartupRun:
         with lock:
             first = arrivals[0] if arrivals else None
         if first is not None:
+            run.first_depth_cpu_s = _cpu_seconds(process.pid)
             break
         if process.poll() is not None:
             run.error = f"the node exited with {process.returncode} before publishing depth"
@@ -216,7 +232,8 @@ def print_startup_table(
         f"RSS after {args.steady:.0f} s running; medians):"
     )
     print(
-        f"  {'backend':12s} {'first depth s':>13s} {'RSS MiB':>8s} {'private MiB':>11s} "
+        f"  {'backend':12s} {'first depth s':>13s} {'CPU s':>6s} {'RSS MiB':>8s} "
+        f"{'private MiB':>11s} "
         f"{'fps':>6s} torch loaded"
     )
     medians: dict[str, tuple[float, float]] = {}
@@ -226,13 +243,14 @@ def print_startup_table(
             print(f"  {backend:12s} no successful start")
             continue
         first = float(np.median([run.first_depth_s for run in ok]))
+        cpu = float(np.median([run.first_depth_cpu_s for run in ok]))
         rss = float(np.median([run.rss_mib for run in ok]))
         private = float(np.median([run.private_mib for run in ok]))
         fps = float(np.median([run.fps for run in ok]))
         loaded = sorted({str(run.torch_loaded) for run in ok})
         medians[backend] = (first, rss)
         print(
-            f"  {backend:12s} {first:13.2f} {rss:8.1f} {private:11.1f} {fps:6.1f} "
+            f"  {backend:12s} {first:13.2f} {cpu:6.2f} {rss:8.1f} {private:11.1f} {fps:6.1f} "
             f"{'/'.join(loaded)}"
         )
     if len(medians) == 2:
