@@ -428,3 +428,18 @@ def test_an_input_size_the_model_cannot_take_is_refused(model):
 
     with pytest.raises(ValueError, match="not a multiple of 32"):
         load_pipeline(PerceptionConfig(model=model, input_width=100, input_height=64))
+
+
+def test_hidden_devices_mean_no_gpu_without_asking_torch(monkeypatch):
+    from depth_perception.backends import devices
+
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert devices.gpu_may_be_present() is False
+        assert devices.cuda_usable() is False
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    # Here: True exactly where the machine has NVIDIA/ROCm device nodes.
+    nodes = any(Path(p).exists() for p in devices._MARKERS) or any(
+        Path("/dev").glob("nvidia[0-9]*")
+    )
+    assert devices.gpu_may_be_present() is nodes
