@@ -70,6 +70,8 @@ def core_modules() -> list[str]:
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
+        elif parts[-1] == "__main__":
+            continue  # a package's command line: importing it runs it
         name = ".".join(parts)
         if not any(name == a or name.startswith(a + ".") for a in ADAPTERS):
             names.append(name)
