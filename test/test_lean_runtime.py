@@ -305,7 +305,7 @@ def test_bag_exports_once_with_torch_then_runs_without_it(tmp_path):
 
 
 @pytest.mark.integration
-def test_without_torch_a_checkpoint_lacking_its_onnx_says_what_to_do(tmp_path):
+def test_without_torch_a_checkpoint_lacking_its_onnx_says_what_to_do_and_bundle_fixes_it(tmp_path):
     weights = _copy_checkpoint(tmp_path)
     images = tmp_path / "images"
     images.mkdir()
@@ -324,6 +324,17 @@ def test_without_torch_a_checkpoint_lacking_its_onnx_says_what_to_do(tmp_path):
     assert run.returncode != 0
     message = run.stdout + run.stderr
     assert "has no ONNX export" in message and "depth_perception[torch]" in message
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    # What the message's README section says to do on a machine with torch: write the export
+    # beside the weights; then the same command runs without torch.
+    from depth_perception.cli import main as cli_main
+
+    assert cli_main(["bundle", "--checkpoint", str(weights), "--onnx-only"]) == 0
+    assert len(list(weights.parent.glob("lightweight-256x192-*.onnx"))) == 1
+    (tmp_path / "blocked_imports.txt").unlink(missing_ok=True)
+    again = _run_lean(tmp_path, tmp_path / "empty_cache", *run.args[3:])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert _blocked_attempts(tmp_path) == []
 
 
 @pytest.fixture(scope="module")

@@ -250,6 +250,7 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--onnx-only",
         action="store_true",
-        help="only (re)write the ONNX export beside an already bundled --checkpoint "
-        "(e.g. depth_perception/weights/lightweight), leaving its weights and metadata alone",
+        help="only (re)write the parity-checked ONNX export beside --checkpoint's weights, at "
+        "its input size, leaving weights and metadata alone (the bundled default, or any "
+        "checkpoint a robot without torch should run on ONNX Runtime)",
     )
