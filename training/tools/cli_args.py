@@ -8,22 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-# The names of training.data.registry's table, spelt out so that argparse needs no torch import;
-# test_dataset_registry checks the two agree.
-DATASET_CHOICES = (
-    "synthetic",
-    "synthetic_sequence",
-    "nyu_depth_v2",
-    "kitti_depth",
-    "kitti_selection",
-    "cityscapes",
-    "kitti_raw",
-    "sunrgbd",
-    "sunrgbd_flat",
-    "rosbag",
-    "middlebury",
-    "middlebury_skimage",
-)
+from training.data.registry import DATASETS as DATASET_CHOICES  # the one table; no torch
 
 
 def parse_options(items: list[str]) -> dict:
