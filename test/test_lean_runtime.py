@@ -162,25 +162,30 @@ def test_bundled_default_ships_its_onnx_export():
     assert beside_weights_path(info, 128, 96) != path
 
 
-def test_bundled_onnx_matches_torch_eager_on_camera_frames(tmp_path):
+def test_bundled_onnx_matches_torch_eager_on_camera_frames():
     # The shipped file is the torch model's graph: it agrees with eager torch on real frames.
+    # (Bit-identical to a fresh export: the integration tests below compare whole outputs.)
     import torch
 
     from depth_perception.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from depth_perception.checkpoint import load_model
+    from depth_perception.predictor import Preprocessor
 
     weights = bundled_weights("lightweight")
     info = read_checkpoint_meta(weights)
-    reference, model = _torch_built_predictor(weights, tmp_path)
+    model, meta = load_model(weights)
+    preprocess = Preprocessor(meta.input_width, meta.input_height, meta.mean, meta.std)
     bundled = OnnxRuntimeBackend(find_onnx(info, 256, 192), num_threads=1)
     for rgb, _ in _frames(3, 320, 240):
-        batch = reference.preprocess(rgb)
+        batch = preprocess(rgb)
         with torch.no_grad():
             eager = {k: v.numpy() for k, v in model(torch.from_numpy(batch)).items()}
         ours = bundled.infer(batch)
         np.testing.assert_allclose(ours["depth"], eager["depth"], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(ours["seg_logits"], eager["seg_logits"], rtol=1e-3, atol=1e-3)
-        # Identical to an export made now from the same weights.
-        np.testing.assert_array_equal(ours["depth"], reference.backend.infer(batch)["depth"])
+        # Class ids where the two disagree are ties within the tolerance: very few.
+        same = ours["seg_logits"].argmax(1) == eager["seg_logits"].argmax(1)
+        assert same.mean() > 0.999
 
 
 @pytest.mark.integration
