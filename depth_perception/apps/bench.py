@@ -565,7 +565,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=3,
         metavar="N",
-        help="end-to-end runs per variant, interleaved; every figure is the median",
+        help="end-to-end runs per variant (with --startup: starts per backend), interleaved; "
+        "every figure is the median",
     )
     parser.add_argument(
         "--modes",
