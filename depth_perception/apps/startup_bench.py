@@ -270,7 +270,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only measure start-up (process start to first depth image) and node RSS, "
         "ONNX Runtime vs torch backend, side by side",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="starts per backend (--startup)")
+    # --repeats (starts per backend here) is the bench's own option, shared with the e2e runs.
     parser.add_argument(
         "--steady", type=float, default=6.0, help="seconds running before RSS (--startup)"
     )
