@@ -129,7 +129,7 @@ def test_the_graph_sees_the_known_edges():
     assert "training.objectives.losses" in graph["training.objectives.standard"]
     assert "depth_perception.checkpoint" in graph["training.trainer.loop"]
     # A lazy import inside a function counts.
-    assert "training.data.pseudo_labels" in graph["training.datasets"]
+    assert "training.data.pseudo_labels" in graph["training.data.registry"]
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -184,7 +184,7 @@ def test_stage_overrides_are_checked():
 
 
 def test_random_crop_cuts_training_windows_and_is_checked():
-    from training.datasets import SeededAugmentation, make_dataset, training_augmentations
+    from training.data import SeededAugmentation, make_dataset, training_augmentations
 
     cfg = config(data={"width": 96, "height": 64, "random_crop": [64, 32]})
     data = make_dataset(cfg.data, "train", length=2)

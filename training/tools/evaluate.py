@@ -1,7 +1,9 @@
 """``depth-perception eval``: the metrics table of a checkpoint on a data set.
 
 The protocol (resizing, caps, crops, median scaling) is ``training.evaluation.evaluate``'s; this
-module only builds the data set the checkpoint asks for and prints or saves the table.
+module only builds the data set the checkpoint asks for and prints or saves the table. On the
+real-image sets (``middlebury``, ``middlebury_skimage``) it runs the zero-shot benchmark of
+``training.tools.zero_shot`` instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,24 @@ import torch
 from training.evaluation import evaluate, format_metrics_table
 
 
+def default_checkpoint() -> str:
+    """The bundled weights of the default model (what the node loads without ``weights``).
+
+    Raises:
+        FileNotFoundError: the package ships no weights for it.
+    """
+    from depth_perception.config import PerceptionConfig
+    from depth_perception.runtime import bundled_weights
+
+    model = PerceptionConfig().model
+    path = bundled_weights(model)
+    if path is None:
+        raise FileNotFoundError(
+            f"no bundled weights for the default model {model!r}; pass --checkpoint"
+        )
+    return str(path)
+
+
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     """``depth-perception eval``: evaluate a checkpoint on a data set, print the table."""
     from training.tools.cli_args import add_eval_arguments, parse_options
@@ -24,12 +44,21 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="depth-perception eval", description=main.__doc__)
         add_eval_arguments(parser)
         args = parser.parse_args(args)
+    if args.checkpoint is None:
+        args.checkpoint = default_checkpoint()
+    from training.tools.zero_shot import ZERO_SHOT_DATASETS
+
+    if args.dataset in ZERO_SHOT_DATASETS:
+        # Real images at their own resolution, the model beside a row prior and a constant.
+        from training.tools.zero_shot import main as zero_shot_main
+
+        return zero_shot_main(args)
 
     from torch.utils.data import DataLoader
 
     from depth_perception.checkpoint import load_model
     from training.config import DataConfig
-    from training.datasets import family_for_classes, make_collate, make_dataset
+    from training.data import family_for_classes, make_collate, make_dataset
 
     if args.threads:
         torch.set_num_threads(args.threads)

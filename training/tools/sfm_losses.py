@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from depth_perception.checkpoint import load_model
+from training.data import make_collate
 from training.data.synthetic import SyntheticSequenceDataset
-from training.datasets import make_collate
 from training.objectives.sfm import POSE_SOURCES, SfmObjective
 
 REPORTED = ("recon", "smooth", "mask", "grad", "pose_rot_err_deg")

@@ -272,7 +272,7 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
 
     from depth_perception.checkpoint import load_model
     from training.config import DataConfig
-    from training.datasets import make_collate, make_dataset
+    from training.data import make_collate, make_dataset
 
     device = torch.device(args.device)
     model, meta = load_model(args.checkpoint, device=device)

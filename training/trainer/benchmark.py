@@ -11,7 +11,7 @@ import torch
 
 from depth_perception.models import get_model_info
 from training.config import ExperimentConfig
-from training.datasets import (
+from training.data import (
     SeededAugmentation,
     class_names_of,
     data_depth_range,

@@ -37,7 +37,7 @@ from depth_perception.checkpoint import (
     unwrap_model,
 )
 from training.config import ExperimentConfig, config_to_dict, save_config, stage_config
-from training.datasets import (
+from training.data import (
     SeededAugmentation,
     class_names_of,
     data_depth_range,
