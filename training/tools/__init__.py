@@ -1,0 +1,1 @@
+"""Stand-alone tools on the training library: ``python -m training.tools.<name>``."""
