@@ -6,9 +6,10 @@ overrides; each is trained with :func:`training.trainer.train` into ``OUT/<name>
 a finished run is not retrained), keeping a copy of every ``last`` checkpoint (one per epoch)
 in ``OUT/<name>/snapshots``. Afterwards every snapshot, and the initial network (built with the
 run's seed, as the trainer builds it), is scored on the validation split with the mean L1
-depth error over the valid pixels (the ``l1`` objective's loss, on the eval-mode output) and
-the trainer's own validation metrics (AbsRel, RMSE, delta1). ``OUT/curves.json`` holds the
-numbers and ``--plot`` draws them (validation L1 and AbsRel, training loss, delta1 vs steps).
+depth error over the valid pixels (the ``l1`` objective's loss, on the eval-mode output),
+beside the trainer's own validation metrics of that step (AbsRel, RMSE, delta1).
+``OUT/curves.json`` holds the numbers and ``--plot`` draws them (validation L1 and AbsRel,
+training loss, delta1 vs steps).
 
 Held-out test figures come from the normal tool: ``depth-perception eval --checkpoint
 OUT/<name>/final --dataset synthetic --split test --length 256``.
@@ -57,10 +58,8 @@ def _val_loader(cfg):
 
 
 @torch.no_grad()
-def score(model: nn.Module, cfg, loader) -> dict[str, float]:
-    """Validation L1 (m, pixel mean over the split) and the trainer's validation metrics."""
-    from training.evaluate import evaluate
-
+def val_l1(model: nn.Module, loader) -> float:
+    """Mean L1 depth error (m) over the valid pixels of the whole split (eval-mode output)."""
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
@@ -68,6 +67,14 @@ def score(model: nn.Module, cfg, loader) -> dict[str, float]:
         valid = batch["valid"] & (batch["depth"] > 0)
         total += float((pred[valid] - batch["depth"][valid]).abs().sum())
         count += int(valid.sum())
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def score(model: nn.Module, cfg, loader) -> dict[str, float]:
+    """:func:`val_l1` and the metrics the trainer's validation computes (same protocol)."""
+    from training.evaluate import evaluate
+
     e = cfg.eval
     result = evaluate(
         model,
@@ -80,7 +87,7 @@ def score(model: nn.Module, cfg, loader) -> dict[str, float]:
         desc="score",
         show_progress=False,
     )
-    return {"l1": total / max(count, 1), **result.scalars()}
+    return {"l1": val_l1(model, loader), **result.scalars()}
 
 
 def initial_model(cfg) -> nn.Module:
@@ -120,13 +127,24 @@ def run_variant(config: str, variant: Variant, out: Path) -> dict[str, Any]:
     loader = _val_loader(cfg)
     torch.manual_seed(0)
     points = [{"step": 0, **score(initial_model(cfg), cfg, loader)}]
+    state = load_train_state(run_dir / STATE_FILE)
+    # The trainer validated every snapshot already; only the L1 loss is computed here.
+    validated = {
+        h["step"]: {k.removeprefix("val_"): v for k, v in h.items() if k.startswith("val_")}
+        for h in state.progress.history
+        if "val_abs_rel" in h
+    }
     for path in sorted(snaps.glob("step_*.safetensors")):
         step = int(path.stem.split("_")[1])
         if step == 0 or any(p["step"] == step for p in points):
             continue
         model, _ = _quiet_build(load_model, path, encoder_weights=None)
-        points.append({"step": step, **score(model, cfg, loader)})
-    state = load_train_state(run_dir / STATE_FILE)
+        metrics = validated.get(step)
+        points.append(
+            {"step": step, "l1": val_l1(model, loader), **metrics}
+            if metrics is not None
+            else {"step": step, **score(model, cfg, loader)}
+        )
     train_loss = [(h["step"], h["loss"]) for h in state.progress.history if "loss" in h]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     steps = int(metrics["global_step"])
