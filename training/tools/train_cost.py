@@ -8,7 +8,9 @@ fixed real batch of the recipe's training data, so data loading is left out:
   backward pass (a frozen layer must have none);
 * memory: gradient bytes, Adam state bytes, activation bytes autograd keeps for the backward
   pass (counted with ``torch.autograd.graph.saved_tensors_hooks``, parameters excluded,
-  storages counted once), and the peak resident memory of a fresh process running the steps;
+  storages counted once), and the peak resident memory of a fresh process running the steps
+  (``peak_rss_training_mb``: how far the steps raised it above the model build's high-water
+  mark; on CPU the build's transients can hide the steps entirely, so trust the exact counts);
 * time: forward + loss and backward + optimiser step, median over ``--rounds`` steps; the
   variants take turns step by step, so a load change on a shared machine hits all of them.
 
@@ -254,12 +256,12 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
     """Markdown table of the main figures."""
     lines = [
         "| variant | params trained / total (M) | with grad (M) | grads + Adam (MB) | "
-        "saved activations (MB) | peak RSS of steps (MB) | forward (s) | backward + step (s) "
+        "saved activations (MB) | peak RSS (MB) | forward (s) | backward + step (s) "
         "| images/s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        rss = r.get("peak_rss_training_mb", float("nan"))
+        rss = r.get("peak_rss_mb", float("nan"))
         lines.append(
             f"| {r['variant']} | {r['params_in_optimiser'] / 1e6:.1f} / {r['params'] / 1e6:.1f} "
             f"| {r['params_with_grad'] / 1e6:.1f} | {r['grad_mb'] + r['optimiser_state_mb']:.0f} "
