@@ -81,3 +81,26 @@ class CameraIntrinsics:
     @property
     def hfov_deg(self) -> float:
         return math.degrees(2.0 * math.atan((self.width / 2.0) / self.fx))
+
+
+def depth_from_disparity(
+    disparity: np.ndarray, focal: float, baseline_m: float, doffs: float = 0.0
+) -> np.ndarray:
+    """Depth of a rectified stereo pair, ``focal * baseline / (disparity + doffs)``, in metres.
+
+    Args:
+        disparity: Left-image disparity in pixels, any shape.
+        focal: Focal length in pixels.
+        baseline_m: Baseline in metres.
+        doffs: x-difference of the two principal points in pixels (Middlebury's ``doffs``).
+
+    Returns:
+        float32 depth of disparity's shape, 0 where it is unknown: a non-finite disparity or
+        ``disparity + doffs <= 0``.
+    """
+    d = np.asarray(disparity, dtype=np.float64) + doffs
+    with np.errstate(invalid="ignore"):
+        known = np.isfinite(d) & (d > 0)
+    depth = np.zeros(d.shape, dtype=np.float32)
+    depth[known] = (focal * baseline_m / d[known]).astype(np.float32)
+    return depth

@@ -34,7 +34,7 @@ def _training_module(name: str):
     import importlib
 
     try:
-        return importlib.import_module(f"training.{name}")
+        return importlib.import_module(f"training.tools.{name}")
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] == "training":
             raise SystemExit(
@@ -55,7 +55,7 @@ def _run_training_command(module: str, args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    return _run_training_command("trainer", args)
+    return _run_training_command("train", args)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -63,7 +63,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    return _run_training_command("export_cli", args)
+    return _run_training_command("export", args)
 
 
 def _cmd_teacher(args: argparse.Namespace) -> int:
@@ -76,7 +76,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 
 def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     try:
-        from training import cli_args  # argparse only: keeps --help fast
+        from training.tools import cli_args  # argparse only: keeps --help fast
     except ModuleNotFoundError:
         return  # installed without the training subpackage: no training commands
     specs = (

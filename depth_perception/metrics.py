@@ -17,10 +17,17 @@ truth and ``p`` = prediction over the valid pixels:
 Evaluation protocols: build the mask with :func:`eval_mask` (depth caps and the KITTI
 Garg/Eigen or NYU Eigen crops), optionally :func:`median_scale` the prediction (monocular
 self-supervised models) and clip it to the caps, then call :func:`depth_metrics`.
+
+Zero-shot protocol (models evaluated on data they were not trained on, as in the MiDaS and
+Depth Anything tables): :func:`zero_shot_metrics` aligns the predicted inverse depth to the true
+inverse depth by least-squares scale and shift (:func:`align_scale_shift`) and scores AbsRel
+and delta1 in depth, adds the Spearman rank correlation (:func:`spearman`) and, for metric
+models, the metric and median-scaled figures.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -375,3 +382,184 @@ def mae_per_depth_bin(
 def format_depth_metrics(metrics: Mapping[str, float]) -> str:
     """One line in the usual column order, e.g. for logs and the README tables."""
     return "  ".join(f"{k} {metrics[k]:.4f}" for k in DEPTH_METRIC_KEYS if k in metrics)
+
+
+# --------------------------------------------------------------------------- zero-shot protocol
+ZERO_SHOT_KEYS: tuple[str, ...] = (
+    "spearman",
+    "aligned_abs_rel",
+    "aligned_a1",
+    "median_abs_rel",
+    "median_a1",
+    "metric_abs_rel",
+    "metric_a1",
+)
+# MiDaS caps the aligned prediction at the data set's farthest depth (10 m on NYU, 80 m on
+# KITTI); 10 m also covers Middlebury's indoor scenes (at most about 6 m).
+DEFAULT_DEPTH_CAP = 10.0
+
+
+def rank_average(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of a 1-D array, ties sharing the mean of their ranks (as scipy's rankdata).
+
+    Raises:
+        ValueError: If ``values`` is not 1-D or holds NaN.
+    """
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"rank_average takes a 1-D array, got shape {values.shape}")
+    if np.issubdtype(values.dtype, np.floating) and np.isnan(values).any():
+        raise ValueError("cannot rank NaN; mask invalid pixels first")
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    # A run of tied values occupies ranks (end - count + 1) .. end; each gets their mean.
+    mean_rank = ends - (counts - 1) / 2.0
+    return mean_rank[inverse.reshape(-1)]
+
+
+def _pixels(
+    a: np.ndarray, b: np.ndarray, valid: np.ndarray | None, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    _same_shape(a, b)
+    mask = np.isfinite(a) & np.isfinite(b)
+    if valid is not None:
+        mask &= _as_mask(valid, b.shape)
+    if mask.sum() < 2:
+        raise ValueError(f"{what} needs at least two valid (finite) pixels")
+    return a[mask], b[mask]
+
+
+def spearman(a: np.ndarray, b: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Spearman rank correlation of two maps over the valid pixels.
+
+    The Pearson correlation of the average ranks (ties share their mean rank), so it equals
+    ``scipy.stats.spearmanr``. It depends only on the order of the values: the correlation of
+    two inverse-depth maps equals that of the depths.
+
+    Args:
+        a: First map, any shape.
+        b: Second map, same shape.
+        valid: Optional boolean mask, ANDed with "both finite".
+
+    Returns:
+        The correlation in [-1, 1]; NaN when either map is constant over the pixels (the
+        correlation is undefined then, as for a constant-depth baseline).
+
+    Raises:
+        ValueError: If shapes differ or fewer than two pixels are valid.
+    """
+    x, y = _pixels(a, b, valid, "spearman")
+    rx = rank_average(x)
+    ry = rank_average(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    denom = math.sqrt(float(np.dot(rx, rx)) * float(np.dot(ry, ry)))
+    if denom == 0.0:
+        return float("nan")
+    return float(np.clip(np.dot(rx, ry) / denom, -1.0, 1.0))
+
+
+def align_scale_shift(
+    pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None
+) -> tuple[float, float]:
+    """Least-squares scale s and shift t minimising sum((s * pred + t - target)^2).
+
+    The zero-shot alignment of MiDaS and Depth Anything, applied to inverse depth (disparity).
+    A constant ``pred`` leaves the scale undetermined: s = 0 and t = mean(target) then, the
+    best constant.
+
+    Args:
+        pred: Prediction (e.g. predicted inverse depth), any shape.
+        target: Target of the same shape (e.g. true inverse depth).
+        valid: Optional boolean mask, ANDed with "both finite".
+
+    Returns:
+        ``(scale, shift)``.
+
+    Raises:
+        ValueError: If shapes differ or fewer than two pixels are valid.
+    """
+    p, g = _pixels(pred, target, valid, "align_scale_shift")
+    # Centred normal equations: s = cov(p, g) / var(p), t = mean(g) - s * mean(p); centring
+    # avoids the cancellation of the raw 2x2 system when p has a large offset.
+    pc = p - p.mean()
+    var = float(np.dot(pc, pc))
+    scale = float(np.dot(pc, g - g.mean()) / var) if var > 0.0 else 0.0
+    shift = float(g.mean() - scale * p.mean())
+    return scale, shift
+
+
+def zero_shot_metrics(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    valid: np.ndarray | None = None,
+    *,
+    metric: bool = False,
+    median: bool = True,
+    depth_cap: float = DEFAULT_DEPTH_CAP,
+) -> dict[str, float]:
+    """The zero-shot figures of ONE image (the MiDaS / Depth Anything protocol, plus more).
+
+    Over the pixels where ``gt`` and ``pred`` are finite and > 0 (and ``valid``):
+
+    * ``spearman``: rank correlation of predicted and true inverse depth (:func:`spearman`).
+    * ``aligned_abs_rel``, ``aligned_a1``: the predicted inverse depth is aligned to the true
+      inverse depth by least-squares scale and shift (:func:`align_scale_shift`), raised to at
+      least ``1 / depth_cap`` (MiDaS's disparity cap, which also keeps it positive), inverted,
+      and scored in depth with AbsRel and delta1 (:func:`depth_metrics`).
+    * ``median_abs_rel``, ``median_a1``: the depth median-scaled (:func:`median_scale`),
+      clipped to ``depth_cap``; NaN unless ``median``.
+    * ``metric_abs_rel``, ``metric_a1``: the depth as predicted; NaN unless ``metric``.
+
+    Args:
+        pred: Predicted depth (or anything whose inverse is an inverse-depth estimate; only
+            its inverse matters for the aligned figures and its order for ``spearman``).
+        gt: Ground-truth depth in metres, same shape; 0, NaN or inf = unknown.
+        valid: Optional boolean mask of pixels to evaluate.
+        metric: Also score the prediction as metres (models that predict metric depth).
+        median: Also score it median-scaled (predictions with a meaningful depth ratio).
+        depth_cap: Farthest depth an aligned or median-scaled prediction may take, metres.
+
+    Returns:
+        Floats keyed by :data:`ZERO_SHOT_KEYS`; figures that were not asked for are NaN.
+
+    Raises:
+        ValueError: If shapes differ, ``depth_cap`` is not positive, or fewer than two pixels
+            are valid.
+    """
+    if not depth_cap > 0:
+        raise ValueError(f"depth_cap must be a positive depth in metres, got {depth_cap}")
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    _same_shape(pred, gt)
+    mask = _positive_finite(gt) & _positive_finite(pred)
+    if valid is not None:
+        mask &= _as_mask(valid, gt.shape)
+    if mask.sum() < 2:
+        raise ValueError(
+            "zero-shot metrics need at least two pixels with gt and pred finite and > 0"
+        )
+    g = gt[mask]
+    p = pred[mask]
+    g_inv = 1.0 / g
+    p_inv = 1.0 / p
+    nan = float("nan")
+    out = dict.fromkeys(ZERO_SHOT_KEYS, nan)
+    out["spearman"] = spearman(p_inv, g_inv)
+    scale, shift = align_scale_shift(p_inv, g_inv)
+    aligned_inv = np.maximum(scale * p_inv + shift, 1.0 / depth_cap)
+    aligned = depth_metrics(1.0 / aligned_inv, g)
+    out["aligned_abs_rel"] = aligned["abs_rel"]
+    out["aligned_a1"] = aligned["a1"]
+    if median:
+        scaled, _ = median_scale(p, g, np.ones(g.shape, bool), clip=(1e-3, depth_cap))
+        figures = depth_metrics(scaled, g)
+        out["median_abs_rel"] = figures["abs_rel"]
+        out["median_a1"] = figures["a1"]
+    if metric:
+        figures = depth_metrics(p, g)
+        out["metric_abs_rel"] = figures["abs_rel"]
+        out["metric_a1"] = figures["a1"]
+    return out

@@ -156,31 +156,45 @@ def vm_rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for process {pid}")
 
 
+def _parameter_msgs(values: dict) -> list:
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+    from rclpy.parameter import Parameter
+
+    return [
+        ParameterMsg(name=name, value=Parameter(name, value=value).get_parameter_value())
+        for name, value in values.items()
+    ]
+
+
 class NodeControl:
     """Parameter and lifecycle services of one mono_depth node, called from the probe."""
 
     def __init__(self, harness: RosHarness, node_name: str = "mono_depth") -> None:
         from lifecycle_msgs.srv import ChangeState, GetState
-        from rcl_interfaces.srv import SetParameters
+        from rcl_interfaces.srv import SetParameters, SetParametersAtomically
 
         self.harness = harness
         node = harness.node
         self._set = node.create_client(SetParameters, f"{node_name}/set_parameters")
+        self._set_atomically = node.create_client(
+            SetParametersAtomically, f"{node_name}/set_parameters_atomically"
+        )
         self._get_state = node.create_client(GetState, f"{node_name}/get_state")
         self._change = node.create_client(ChangeState, f"{node_name}/change_state")
 
     def set(self, **values) -> list:
-        """Set parameters; returns the SetParametersResult list."""
-        from rcl_interfaces.msg import Parameter as ParameterMsg
+        """Set parameters one by one (set_parameters); returns the SetParametersResult list."""
         from rcl_interfaces.srv import SetParameters
-        from rclpy.parameter import Parameter
 
-        parameters = [
-            ParameterMsg(name=name, value=Parameter(name, value=value).get_parameter_value())
-            for name, value in values.items()
-        ]
-        reply = call(self.harness, self._set, SetParameters.Request(parameters=parameters))
-        return list(reply.results)
+        request = SetParameters.Request(parameters=_parameter_msgs(values))
+        return list(call(self.harness, self._set, request).results)
+
+    def set_atomically(self, **values):
+        """Set parameters all or none (set_parameters_atomically); returns the one result."""
+        from rcl_interfaces.srv import SetParametersAtomically
+
+        request = SetParametersAtomically.Request(parameters=_parameter_msgs(values))
+        return call(self.harness, self._set_atomically, request).result
 
     def state(self) -> str:
         from lifecycle_msgs.srv import GetState

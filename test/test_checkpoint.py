@@ -12,6 +12,8 @@ from torch import nn
 from depth_perception.checkpoint import (
     FORMAT_VERSION,
     CheckpointMeta,
+    DatasetRef,
+    Provenance,
     checkpoint_paths,
     load_checkpoint,
     load_model,
@@ -87,6 +89,7 @@ def test_json_is_readable_metadata(saved: tuple, tmp_path: Path) -> None:
     assert data["class_names"] == CLASSES
     assert data["format_version"] == FORMAT_VERSION
     assert data["extra"]["metrics"]["rmse"] == 0.5
+    assert data["provenance"]["trained"] is None  # make_model does not say
     assert data["weights_file"] == "best.safetensors"
     assert len(data["weights_sha256"]) == 64
 
@@ -220,3 +223,111 @@ def test_export_from_checkpoint_carries_metadata(saved: tuple, tmp_path: Path) -
     onnx_path = export_to_onnx_from_checkpoint(path, tmp_path / "onnx")
     assert onnx_path == tmp_path / "onnx" / "best.onnx"
     assert read_onnx_metadata(onnx_path) == meta
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+
+def test_provenance_round_trips_typed(tmp_path: Path) -> None:
+    model, meta = make_model()
+    meta.provenance = Provenance(
+        trained=True,
+        recipe="tiny",
+        datasets=(DatasetRef("synthetic", "indoor", "train"),),
+        steps=16,
+        epoch=2,
+        train_seconds=3.5,
+        stop_reason="epochs",
+        metrics={"rmse": 0.25},
+        parent="runs/a/final",
+        created_by="depth-perception train",
+        command="depth-perception train --config tiny.yaml",
+        git_commit="0123abc",
+    )
+    save_checkpoint(tmp_path / "p", model, meta)
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["provenance"]["datasets"] == [
+        {"name": "synthetic", "family": "indoor", "split": "train"}
+    ]
+    loaded, _ = load_checkpoint(tmp_path / "p")
+    assert loaded.provenance == meta.provenance
+    assert isinstance(loaded.provenance.datasets[0], DatasetRef)
+
+
+@pytest.mark.parametrize(
+    ("provenance", "message"),
+    [
+        ({"trained": True, "epochs": 3}, r"provenance: unknown keys \['epochs'\]"),
+        ({"trained": "yes"}, "provenance.trained must be true, false or null"),
+        ({"datasets": [{"name": "kitti", "splits": "train"}]}, "provenance: .*splits"),
+        ([1, 2], "provenance must be a JSON object"),
+    ],
+)
+def test_invalid_provenance_is_a_clear_error(
+    saved: tuple, tmp_path: Path, provenance: object, message: str
+) -> None:
+    edit_json(tmp_path / "best", provenance=provenance)
+    with pytest.raises(ValueError, match=f"corrupt checkpoint metadata .*{message}"):
+        load_checkpoint(tmp_path / "best")
+
+
+def _write_v1(tmp_path: Path, name: str, extra: dict) -> Path:
+    """A checkpoint in format 1's layout: no ``provenance``, flags in ``extra``."""
+    model, meta = make_model()
+    save_checkpoint(tmp_path / name, model, meta)
+    meta_path = checkpoint_paths(tmp_path / name)[1]
+    data = json.loads(meta_path.read_text())
+    del data["provenance"]
+    data["format_version"] = 1
+    data["extra"] = extra
+    meta_path.write_text(json.dumps(data))
+    return tmp_path / name
+
+
+V1_TRAINER_EXTRA = {
+    "trained": False,  # what the format-1 trainer wrote into every checkpoint
+    "recipe": "lightweight_synthetic_indoor",
+    "epoch": 18,
+    "global_step": 5991,
+    "train_seconds": 3002.5,
+    "command": "depth-perception train --config x.yaml",
+    "dataset": {"name": "synthetic", "family": "indoor", "train_split": "train"},
+    "metrics": {"rmse": 0.23},
+    "stop_reason": "time_budget",
+    "note": "kept",
+}
+
+
+def test_format_1_trainer_checkpoint_loads_as_trained(tmp_path: Path) -> None:
+    path = _write_v1(tmp_path, "old_run", V1_TRAINER_EXTRA)
+    model, meta = load_model(path)
+    prov = meta.provenance
+    assert meta.format_version == FORMAT_VERSION
+    assert prov.trained is True and not prov.bundled
+    assert prov.steps == 5991 and prov.epoch == 18 and prov.train_seconds == 3002.5
+    assert prov.recipe == "lightweight_synthetic_indoor" and prov.stop_reason == "time_budget"
+    assert prov.datasets == (DatasetRef("synthetic", "indoor", "train"),)
+    assert prov.metrics == {"rmse": 0.23}
+    assert prov.command == "depth-perception train --config x.yaml"
+    assert meta.extra == {"note": "kept"}  # what provenance does not cover stays
+    # Saved again, it is written in the current layout and reads back the same.
+    save_checkpoint(tmp_path / "again", model, meta)
+    assert load_checkpoint(tmp_path / "again")[0] == meta
+
+
+def test_format_1_bundled_and_unflagged_checkpoints_load(tmp_path: Path) -> None:
+    bundled = {
+        **V1_TRAINER_EXTRA,
+        "trained": True,
+        "bundled_from": "runs/x/final",
+        "bundle_command": "depth-perception bundle --checkpoint runs/x/final",
+    }
+    prov = load_checkpoint(_write_v1(tmp_path, "bundled", bundled))[0].provenance
+    assert prov.trained is True and prov.bundled and prov.parent == "runs/x/final"
+    assert prov.bundle_command.startswith("depth-perception bundle")
+    assert prov.created_by == "depth-perception bundle"
+    # No flag at all: not recorded (the node treats it as trained, as format 1 did).
+    assert load_checkpoint(_write_v1(tmp_path, "bare", {}))[0].provenance == Provenance()
+    # An explicit false with no recorded step is believed.
+    untrained = load_checkpoint(_write_v1(tmp_path, "random", {"trained": False}))[0]
+    assert untrained.provenance.trained is False

@@ -21,11 +21,18 @@ from training.data.kitti import (
     KittiSelectionDataset,
     read_calib_file,
 )
-from training.data.nyu import NYU_INTRINSICS, NYUDepthV2Dataset
+from training.data.nyu import NYU_INTRINSICS, NYUDepthV2Dataset, nyu_class_mapping
 from training.data.robust import SkipCorrupt
 from training.data.rosbag import RosbagDataset
 from training.data.sample import IMAGENET_MEAN, IMAGENET_STD, Sample, collate
-from training.data.sunrgbd import SUNRGBD_CLASSES, SunRGBDDataset, decode_sunrgbd_depth
+from training.data.sunrgbd import (
+    SUNRGBD_CLASSES,
+    SunRGBDDataset,
+    SunRGBDFlatDataset,
+    decode_sunrgbd_depth,
+    read_sunrgbd_meta,
+    read_sunrgbd_split,
+)
 from training.data.synthetic import SPLIT_SCENES, SyntheticDataset, SyntheticSequenceDataset
 
 
@@ -42,7 +49,12 @@ def kitti(tmp_path_factory: pytest.TempPathFactory) -> fx.KittiFixture:
 
 @pytest.fixture(scope="module")
 def sun(tmp_path_factory: pytest.TempPathFactory) -> fx.SunFixture:
-    return fx.write_sunrgbd_fixture(tmp_path_factory.mktemp("sun"))
+    return fx.write_sunrgbd_flat_fixture(tmp_path_factory.mktemp("sun"))
+
+
+@pytest.fixture(scope="module")
+def sun_official(tmp_path_factory: pytest.TempPathFactory) -> fx.SunOfficialFixture:
+    return fx.write_sunrgbd_official_fixture(tmp_path_factory.mktemp("sun_official"))
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +91,12 @@ def test_nyu_reads_transposed_images_depths_and_splits(nyu: fx.NYUFixture) -> No
 
 def test_nyu_label_mapping_and_raw_labels(nyu: fx.NYUFixture) -> None:
     mapping = np.full(895, 255, dtype=np.int64)
-    mapping[1:5] = [0, 1, 2, 3]  # wall, floor, cabinet, bed; 0 stays ignore
+    mapping[1:5] = [0, 1, 2, 3]  # book, bottle, cabinet, ceiling; 0 stays ignore
     ds = NYUDepthV2Dataset(
         nyu.mat_path,
         "all",
         label_mapping=mapping,
-        class_names=("wall", "floor", "cabinet", "bed"),
+        class_names=("book", "bottle", "cabinet", "ceiling"),
         raw_labels=True,
     )
     s = ds[0]
@@ -94,8 +106,104 @@ def test_nyu_label_mapping_and_raw_labels(nyu: fx.NYUFixture) -> None:
     assert raw[0, 8] == 1 and s.labels[0, 8] == 0
     assert raw[8, 24] == 4 and s.labels[8, 24] == 3
     assert raw[0, 80] == 10 and s.labels[0, 80] == 255
-    assert ds.class_names == ("wall", "floor", "cabinet", "bed")
-    assert ds.raw_class_names[:2] == ("wall", "floor") and len(ds.raw_class_names) == 894
+    assert ds.class_names == ("book", "bottle", "cabinet", "ceiling")
+    assert ds.raw_class_names[:2] == ("book", "bottle") and len(ds.raw_class_names) == 894
+    assert ds.raw_class_names[20] == "wall"
+
+
+def test_nyu_standard_class_sets_known_entries() -> None:
+    m40, n40 = nyu_class_mapping("nyu40")
+    m13, n13 = nyu_class_mapping("nyu13")
+    assert len(n40) == 40 and len(n13) == 13 and m40.shape == m13.shape == (895,)
+    assert n40[:4] == ("wall", "floor", "cabinet", "bed") and n40[-1] == "otherprop"
+    assert n13[:3] == ("bed", "books", "ceiling") and n13[-2:] == ("wall", "window")
+    # raw id (NYU's names list, 1-based) -> class name, from Gupta et al.'s classMapping40
+    known40 = {
+        21: "wall",
+        11: "floor",
+        3: "cabinet",
+        157: "bed",
+        5: "chair",
+        83: "sofa",
+        19: "table",
+        28: "door",
+        59: "window",
+        88: "bookshelf",
+        64: "picture",
+        4: "ceiling",
+        85: "books",
+        17: "refrigerator",
+        119: "pillow",
+        1: "otherprop",
+        2: "otherprop",
+        62: "otherstructure",
+        12: "otherfurniture",
+        20: "otherprop",
+    }
+    for raw, name in known40.items():
+        assert n40[m40[raw]] == name, raw
+    # Couprie et al.'s 13: doors count as wall, blinds and curtains as window, shelves as
+    # furniture, pillows as objects.
+    known13 = {
+        21: "wall",
+        28: "wall",
+        59: "window",
+        80: "window",
+        157: "bed",
+        85: "books",
+        1: "objects",
+        4: "ceiling",
+        11: "floor",
+        143: "floor",
+        42: "furniture",
+        119: "objects",
+        83: "sofa",
+        36: "table",
+        64: "picture",
+    }
+    for raw, name in known13.items():
+        assert n13[m13[raw]] == name, raw
+    assert m40[0] == m13[0] == 255
+    # classes 1..37 each come from one raw class; the rest from many (38..40)
+    counts = np.bincount(m40[1:], minlength=40)
+    assert (counts[:37] == 1).all() and counts[37:].sum() == 894 - 37
+    with pytest.raises(ValueError, match="nyu40"):
+        nyu_class_mapping("raw")
+
+
+@pytest.mark.parametrize("classes", ["nyu40", "nyu13"])
+def test_nyu_loader_applies_a_named_class_set(nyu: fx.NYUFixture, classes: str) -> None:
+    ds = NYUDepthV2Dataset(nyu.mat_path, "all", classes=classes)
+    mapping, names = nyu_class_mapping(classes)
+    assert ds.class_names == names and ds.classes == classes
+    raw = nyu.labels[0]
+    s = ds[0]
+    np.testing.assert_array_equal(s.labels, mapping[raw])
+    wall = raw == 21
+    assert wall.any() and (s.labels[wall] == names.index("wall")).all()
+    assert (s.labels[raw == 0] == 255).all() and (raw == 0).any()
+    with pytest.raises(ValueError, match="only with classes='raw'"):
+        NYUDepthV2Dataset(nyu.mat_path, "all", classes=classes, class_names=("a",))
+    with pytest.raises(ValueError, match="classes must be one of"):
+        NYUDepthV2Dataset(nyu.mat_path, "all", classes="nyu894")
+
+
+def test_nyu_class_sets_refuse_a_file_with_other_raw_ids(
+    nyu: fx.NYUFixture, tmp_path: Path
+) -> None:
+    import shutil
+
+    import h5py
+
+    copy = tmp_path / "renumbered.mat"
+    shutil.copy(nyu.mat_path, copy)
+    with h5py.File(copy, "r+") as f:  # raw class 21 is no longer "wall"
+        del f["#refs#/n20"]
+        f["#refs#"].create_dataset("n20", data=np.array([[ord(c)] for c in "door"], np.uint16))
+        f["names"][0, 20] = f["#refs#/n20"].ref
+    assert NYUDepthV2Dataset(copy, "all").raw_class_names[20] == "door"  # raw: no table used
+    with pytest.raises(ValueError, match="raw class 21 is 'door', not 'wall'"):
+        NYUDepthV2Dataset(copy, "all", classes="nyu40")
 
 
 def test_nyu_rejects_missing_splits_and_bad_mapping(nyu: fx.NYUFixture) -> None:
@@ -164,9 +272,84 @@ def test_kitti_raw_sequence_neighbours_and_split_file(
 
 
 # --------------------------------------------------------------------------- SUN RGB-D
-def test_sunrgbd_splits_depth_labels_and_intrinsics(sun: fx.SunFixture) -> None:
-    test = SunRGBDDataset(sun.root, "test")
-    train = SunRGBDDataset(sun.root, "train")
+def test_sunrgbd_official_tree_files_are_what_the_toolbox_says(
+    sun_official: fx.SunOfficialFixture,
+) -> None:
+    import h5py
+
+    root = sun_official.root
+    seg = root / "SUNRGBDtoolbox" / "Metadata" / "SUNRGBD2Dseg.mat"
+    assert seg.read_bytes()[:19] == b"MATLAB 7.3 MAT-file"
+    with h5py.File(seg, "r") as f:  # HDF5 behind the MATLAB header, refs per image
+        assert f["SUNRGBD2Dseg"]["seglabel"].shape == (5, 1)
+    meta = read_sunrgbd_meta(root / "SUNRGBDtoolbox" / "Metadata" / "SUNRGBDMeta.mat")
+    assert [m["scene"] for m in meta] == [sc.scene for sc in sun_official.scenes]
+    assert meta[0] == {
+        "scene": "kv1/NYUdata/NYU0001",
+        "rgbname": "NYU0001.jpg",
+        "depthname": "NYU0001.png",
+    }
+    split = read_sunrgbd_split(root / "SUNRGBDtoolbox" / "traintestSUNRGBD" / "allsplit.mat")
+    assert split["test"] == {"kv1/NYUdata/NYU0001", sun_official.scenes[4].scene}
+    assert len(split["train"]) == 3  # trailing "/" of some entries does not matter
+
+
+def test_sunrgbd_official_splits_depth_labels_and_intrinsics(
+    sun_official: fx.SunOfficialFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    scenes = sun_official.scenes
+    test = SunRGBDDataset(sun_official.root, "test")
+    with caplog.at_level(logging.WARNING):
+        train = SunRGBDDataset(sun_official.root, "train")
+    # toolbox order; the align_kv2 scene is listed but not on disk
+    assert [s.meta["scene"] for s in (test[0], test[1])] == [scenes[0].scene, scenes[4].scene]
+    assert [s.meta["scene"] for s in (train[0], train[1])] == [scenes[1].scene, scenes[3].scene]
+    assert train.missing == 1 and test.missing == 0 and "not on disk" in caplog.text
+    assert len(SunRGBDDataset(sun_official.root, "all")) == 4
+    for ds, sc in ((train, scenes[1]), (test, scenes[4])):
+        s = ds[[x.meta["scene"] for x in ds].index(sc.scene)]
+        w, h = sc.size
+        assert s.image.shape == (h, w, 3)
+        # JPEG: close to the written pattern, whose blue channel tags the scene
+        expected = fx.pattern_rgb(w, h, 40 * (scenes.index(sc) + 1))
+        assert np.abs(s.image.astype(int) - expected).mean() < 3
+        want = np.minimum(sc.depth_bfx_mm / 1000.0, 8.0)  # the toolbox's 8 m clamp
+        np.testing.assert_allclose(s.depth, want, rtol=1e-6)
+        assert s.depth[-1, -1] == pytest.approx(8.0)
+        assert not s.valid[0, 0] and s.valid[10, 20]
+        np.testing.assert_allclose(s.intrinsics.matrix, sc.k, atol=1e-6)
+        raw = sc.seglabel
+        np.testing.assert_array_equal(s.labels[raw == 0], 255)  # void -> ignore
+        np.testing.assert_array_equal(s.labels[raw > 0], raw[raw > 0] - 1)  # 1..37 -> 0..36
+        assert (raw == 37).any() and (raw == 0).any()
+    raw_depth = SunRGBDDataset(sun_official.root, "train", depth="raw", max_depth=None)[0]
+    np.testing.assert_allclose(raw_depth.depth, scenes[1].depth_raw_mm / 1000.0, rtol=1e-6)
+    assert not raw_depth.valid[:, 5].any()
+    assert train.class_names == SUNRGBD_CLASSES
+
+
+def test_sunrgbd_official_is_a_recipe_entry_and_checks_its_files(
+    sun_official: fx.SunOfficialFixture, tmp_path: Path
+) -> None:
+    from training.config import DataConfig
+    from training.data import make_dataset
+
+    cfg = DataConfig(dataset="sunrgbd", root=str(sun_official.root), width=32, height=24)
+    ds = make_dataset(cfg, "test")
+    assert len(ds) == 2 and ds[1].image.shape == (24, 32, 3)
+    with pytest.raises(ValueError, match=r"SUNRGBDtoolbox\.zip"):
+        SunRGBDDataset(sun_official.root, "train", toolbox=tmp_path)
+    with pytest.raises(ValueError, match=r"SUNRGBD\.zip"):
+        SunRGBDDataset(tmp_path, "train")
+    with pytest.raises(ValueError, match="split"):
+        SunRGBDDataset(sun_official.root, "val")
+    with pytest.raises(ValueError, match="depth_bfx"):
+        SunRGBDDataset(sun_official.root, "train", depth="mm")
+
+
+def test_sunrgbd_flat_splits_depth_labels_and_intrinsics(sun: fx.SunFixture) -> None:
+    test = SunRGBDFlatDataset(sun.root, "test")
+    train = SunRGBDFlatDataset(sun.root, "train")
     assert [s.meta["number"] for s in (test[0], test[1])] == [1, 2]
     assert [s.meta["number"] for s in (train[0], train[1])] == [5051, 5052]
     s = train[0]  # number 5051, 68x53
@@ -429,3 +612,14 @@ def test_loaders_work_in_dataloader_workers(nyu: fx.NYUFixture) -> None:
     assert [b["image"].shape[0] for b in batches] == [2, 2]
     assert batches[1]["K"][0, 0, 0].item() == pytest.approx(518.857901 / 10, rel=1e-6)
     assert [m["index"] for b in batches for m in b["meta"]] == [0, 1, 2, 3]
+
+
+def test_sunrgbd_official_loads_in_dataloader_workers(
+    sun_official: fx.SunOfficialFixture,
+) -> None:
+    ds = SunRGBDDataset(sun_official.root, "all", transform=augment.Resize(32, 24))
+    first = ds[0].labels  # opens the HDF5 labels here: workers must open their own
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=collate)
+    batches = list(loader)
+    assert [b["image"].shape[0] for b in batches] == [2, 2]
+    np.testing.assert_array_equal(batches[0]["labels"][0].numpy(), first)

@@ -1,4 +1,7 @@
-"""Hand-computed values of the depth-gradient recipe's losses (training/gradient_losses.py)."""
+"""Hand-computed values of the depth-gradient recipe's losses.
+
+(training/objectives/gradient_losses.py)
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import math
 import pytest
 import torch
 
-from training.gradient_losses import (
+from training.objectives.gradient_losses import (
     depth_gradients,
     gradient_consistency_loss,
     gradient_supervision_loss,

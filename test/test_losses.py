@@ -1,4 +1,7 @@
-"""Losses of the light-weight recipe against hand-computed values (training/losses.py)."""
+"""Losses of the light-weight recipe against hand-computed values.
+
+(training/objectives/losses.py)
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import pytest
 import torch
 
 from depth_perception.models import build_model
-from training.losses import (
+from training.objectives.losses import (
     MultiScaleDepthSegLoss,
     berhu,
     berhu_loss,

@@ -126,11 +126,11 @@ def test_camera_names_are_validated():
 
 
 def test_newest_frame_of_every_camera_with_drops_counted_per_camera():
-    from depth_perception.nodes.mono_depth_node import LatestFramesByCamera, _Frame
+    from depth_perception.frame_pipeline import LatestFrames
 
-    slot = LatestFramesByCamera(["front", "rear"])
+    slot = LatestFrames(["front", "rear"])
     assert slot.take_all(timeout=0.01) == {}
-    first, second, rear = (_Frame(image=i, camera_info=None, received=i) for i in (1, 2, 3))
+    first, second, rear = (object() for _ in range(3))
     slot.put("front", first)
     slot.put("front", second)  # overwrites an unprocessed front frame: one front drop
     slot.put("rear", rear)

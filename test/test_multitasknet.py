@@ -13,9 +13,9 @@ from depth_perception.checkpoint import load_model
 from depth_perception.models import build_model, get_model_info
 from depth_perception.models.multitasknet import MultitaskNet, max_unpool2x2
 from training.config import load_config
-from training.losses import MultitaskLoss, multitask_depth_loss
-from training.train_state import load_train_state
+from training.objectives.losses import MultitaskLoss, multitask_depth_loss
 from training.trainer import STATE_FILE, build_loss, train
+from training.trainer.state import load_train_state
 
 
 @pytest.fixture(autouse=True)

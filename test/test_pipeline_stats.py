@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from depth_perception.nodes.mono_depth_node import LatestFrameSlot
+from depth_perception.frame_pipeline import LatestFrames
 from depth_perception.pipeline_stats import PipelineStats
 
 
@@ -29,19 +29,20 @@ def test_snapshot_means_cover_one_period_and_totals_persist():
 
 
 def test_latest_frame_slot_keeps_the_newest_and_counts_drops():
-    slot = LatestFrameSlot()
+    # A single camera is the camera "".
+    slot = LatestFrames([""])
     for value in range(5):
-        slot.put(value)
-    assert slot.take(timeout=0.1) == 4
-    assert slot.dropped == 4
-    assert slot.take(timeout=0.01) is None
+        slot.put("", value)
+    assert slot.take_all(timeout=0.1) == {"": 4}
+    assert slot.dropped == {"": 4} and slot.total_dropped == 4
+    assert slot.take_all(timeout=0.01) == {}
 
 
 def test_latest_frame_slot_wakes_a_waiting_worker():
-    slot = LatestFrameSlot()
+    slot = LatestFrames([""])
     taken = []
-    worker = threading.Thread(target=lambda: taken.append(slot.take(timeout=5.0)))
+    worker = threading.Thread(target=lambda: taken.append(slot.take_all(timeout=5.0)))
     worker.start()
-    slot.put("frame")
+    slot.put("", "frame")
     worker.join(timeout=5.0)
-    assert taken == ["frame"] and slot.dropped == 0
+    assert taken == [{"": "frame"}] and slot.total_dropped == 0

@@ -14,7 +14,12 @@ from depth_perception.camera import CameraIntrinsics
 from depth_perception.config import PerceptionConfig
 from depth_perception.export import export_onnx
 from depth_perception.models import build_model
-from depth_perception.predictor import DepthPredictor, ModelDescription, Preprocessor
+from depth_perception.predictor import (
+    DepthLimits,
+    DepthPredictor,
+    ModelDescription,
+    Preprocessor,
+)
 from depth_perception.runtime import load_pipeline
 
 WIDTH, HEIGHT = 128, 96
@@ -93,6 +98,22 @@ def test_postprocess_resizes_limits_and_labels():
     predictor.set_depth_limits(0.1, 100.0, 2.0)
     prediction = predictor.predict(rgb, CameraIntrinsics.from_hfov(6, 4, 60.0))
     assert prediction.depth[0, 0] == pytest.approx(0.4)
+
+
+def test_a_refused_depth_range_leaves_the_limits_as_they_were():
+    # Issue 15, bug (a): the range was assigned before it was checked.
+    predictor = DepthPredictor(_description(), ConstantBackend(np.full((2, 2), 3.0)))
+    before = predictor.limits
+    assert (before.min_depth, before.max_depth, before.depth_scale) == (0.5, 10.0, 1.0)
+    with pytest.raises(ValueError, match=r"min_depth 20\.0 must be below max_depth 10\.0"):
+        predictor.set_depth_limits(20.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="depth_scale"):
+        predictor.set_depth_limits(0.0, 0.0, 0.0)
+    assert predictor.limits is before
+    depth = predictor.predict(np.zeros((4, 6, 3), np.uint8), CameraIntrinsics.from_hfov(6, 4, 60))
+    np.testing.assert_allclose(depth.depth, 3.0)
+    limits = DepthLimits.resolve(_description(), 20.0, 30.0, 2.0)
+    assert (limits.min_depth, limits.max_depth, limits.depth_scale) == (20.0, 30.0, 2.0)
 
 
 def test_predictor_refuses_mismatched_intrinsics():

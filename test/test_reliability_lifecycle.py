@@ -123,6 +123,46 @@ def test_overlay_alpha_and_depth_limits_apply_at_run_time(node):
     assert node.control.set(max_depth=0.0)[0].successful
 
 
+def test_a_refused_parameter_change_changes_nothing(node):
+    # Issue 15, bug (a): min_depth 20 m on the bundled 10 m checkpoint was refused, yet the
+    # predictor had already taken it and every depth pixel was NaN from then on.
+    def served_depth(topic: str = "depth/image"):
+        index = node.serve(topic)
+        return index, image_msg_to_array(node.output("depth/image", index))
+
+    _, depth = served_depth()
+    assert np.isfinite(depth).mean() > 0.5
+    refused = node.control.set(min_depth=20.0)[0]
+    assert not refused.successful and "must be below max_depth 10.0" in refused.reason
+    _, depth = served_depth()
+    assert np.isfinite(depth).mean() > 0.5, "a refused min_depth still changed the depth"
+
+    # All or nothing: valid values beside the refused one do not apply either (neither the
+    # overlay weight nor the fault that would drop every frame in postprocess).
+    refused = node.control.set_atomically(
+        overlay_alpha=0.0, fault_injection="postprocess", min_depth=20.0
+    )
+    assert not refused.successful and "min_depth" in refused.reason
+    errors = node.counter("errors_postprocess")
+    index, depth = served_depth("segmentation/color")
+    assert np.isfinite(depth).mean() > 0.5
+    color = image_msg_to_array(node.output("segmentation/color", index))
+    assert np.abs(color.astype(int) - test_image(index).astype(int)).mean() > 5  # alpha 0.5
+    assert node.counter("errors_postprocess") == errors
+
+    # A range valid only as a whole is accepted atomically (one by one, min_depth 12 would be
+    # refused first against the checkpoint's 10 m), then taken back the same way.
+    accepted = node.control.set_atomically(min_depth=12.0, max_depth=30.0)
+    assert accepted.successful, accepted.reason
+    _, depth = served_depth()
+    finite = depth[np.isfinite(depth)]
+    assert np.all((finite >= 12.0) & (finite <= 30.0))
+    assert np.isnan(depth).mean() > 0.5  # an indoor scene of a 10 m model: mostly nearer
+    assert node.control.set_atomically(min_depth=0.0, max_depth=0.0).successful
+    _, depth = served_depth()
+    assert np.isfinite(depth).mean() > 0.5
+
+
 def test_max_rate_hz_limits_processing_at_run_time(node):
     node.serve()
     assert node.control.set(max_rate_hz=2.0)[0].successful

@@ -1,4 +1,4 @@
-"""``training.sfm_losses``: held-out SfM losses of checkpoints (paper a, Table II)."""
+"""``training.tools.sfm_losses``: held-out SfM losses of checkpoints (paper a, Table II)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from depth_perception.checkpoint import CheckpointMeta, save_checkpoint
 from depth_perception.models import build_model
-from training.sfm_losses import heldout_losses, main
+from training.tools.sfm_losses import heldout_losses, main
 
 SIZE = (64, 64)  # (width, height): multiples of 32, fast
 

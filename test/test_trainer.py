@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +20,13 @@ import torch
 import yaml
 
 from depth_perception import cli
-from depth_perception.checkpoint import load_checkpoint, load_model
+from depth_perception.checkpoint import DatasetRef, load_checkpoint, load_model
+from depth_perception.config import PerceptionConfig
+from depth_perception.runtime import load_pipeline
 from training.config import CONFIG_DIR, config_from_dict, load_config, save_config
-from training.teacher import DepthCorrectionLUT
-from training.train_state import load_train_state
+from training.tools.teacher import DepthCorrectionLUT
 from training.trainer import STATE_FILE, ResumableSampler, train
+from training.trainer.state import load_train_state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -174,10 +177,10 @@ def test_train_writes_a_complete_run(trained_run):
     assert (meta.input_width, meta.input_height) == (64, 64)
     assert (meta.min_depth, meta.max_depth) == (0.5, 10.0)  # from the indoor family
     assert len(meta.class_names) == 14 and meta.class_names[0] == "wall"
-    assert meta.extra["global_step"] == 16 and meta.extra["stop_reason"] == "epochs"
-    assert meta.extra["command"].startswith("depth-perception train --config ")
-    assert "optim.lr=0.003" in meta.extra["command"]
-    assert set(meta.extra["metrics"]) >= {"abs_rel", "rmse", "a1", "miou"}
+    assert meta.provenance.steps == 16 and meta.provenance.stop_reason == "epochs"
+    assert meta.provenance.command.startswith("depth-perception train --config ")
+    assert "optim.lr=0.003" in meta.provenance.command
+    assert set(meta.provenance.metrics) >= {"abs_rel", "rmse", "a1", "miou"}
     assert load_config(run / "config.yaml").optim.lr == pytest.approx(0.003)
     state = load_train_state(run / STATE_FILE)
     assert state.progress.finished and state.progress.global_step == 16
@@ -189,6 +192,29 @@ def test_train_writes_a_complete_run(trained_run):
     assert lrs[-1] == pytest.approx(0.003 * 0.9)  # second epoch: decayed by 10 %
     curves = (run / "curves.png").read_bytes()
     assert curves[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_runs_checkpoints_are_trained_and_the_node_says_so(trained_run):
+    # Bug (b) of issue 15: the trainer marked its own checkpoints untrained, so the README's
+    # workflow (train, then weights:=.../best.safetensors) made the node warn "UNTRAINED".
+    for name in ("last", "best", "final"):
+        meta, _ = load_checkpoint(trained_run / name)
+        prov = meta.provenance
+        assert prov.trained is True and not prov.bundled, name
+        assert prov.created_by == "depth-perception train" and prov.recipe == "tiny"
+        assert prov.datasets == (DatasetRef("synthetic", "indoor", "train"),)
+        assert prov.steps == 16 and prov.parent == ""
+        if shutil.which("git") and (REPO / ".git").exists():
+            assert prov.git_commit, "a run inside a git checkout records its commit"
+    loaded = load_pipeline(
+        PerceptionConfig(weights=str(trained_run / "best.safetensors"), backend="torch")
+    )
+    try:
+        assert loaded.description.trained
+        assert loaded.diagnostic_values()["weights_trained"] is True
+        assert not [w for w in loaded.warnings if "UNTRAINED" in w], loaded.warnings
+    finally:
+        loaded.close()
 
 
 def test_eval_cli_prints_the_metrics_table(trained_run, tmp_path, capsys):
@@ -389,7 +415,7 @@ def test_ddp_two_cpu_processes_under_torchrun(tmp_path):
     assert "batch 4 x 2" in proc.stdout
     # Each rank reads half of the 32 samples: 4 steps of 2 x 4 per epoch.
     meta, _ = load_checkpoint(run_dir / "final")
-    assert meta.extra["global_step"] == 8
+    assert meta.provenance.steps == 8
     assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) == 1  # rank 0 only
     assert "Grad strides" not in proc.stderr
 
@@ -400,7 +426,7 @@ def test_time_budget_stops_cleanly_with_a_final_checkpoint(tmp_path):
     assert result.progress.stop_reason == "time_budget" and result.progress.finished
     assert result.progress.global_step == 1
     meta, _ = load_checkpoint(tmp_path / "budget" / "final")
-    assert meta.extra["stop_reason"] == "time_budget" and "rmse" in meta.extra["metrics"]
+    assert meta.provenance.stop_reason == "time_budget" and "rmse" in meta.provenance.metrics
     # Running it again does not train further; with a larger budget it continues.
     again = train(cfg, tmp_path / "budget", show_progress=False)
     assert again.progress.global_step == 1
@@ -479,8 +505,16 @@ def test_bundle_marks_weights_trained(trained_run, tmp_path, capsys):
     rc = cli.main(["bundle", "--checkpoint", str(trained_run / "final"), "--output", str(stem)])
     assert rc == 0
     meta, _ = load_checkpoint(stem)
-    assert meta.extra["trained"] is True
-    assert meta.extra["metrics"]["rmse"] > 0
-    assert meta.extra["command"].startswith("depth-perception train")
-    assert meta.extra["bundle_command"].startswith("depth-perception bundle --checkpoint")
+    assert meta.provenance.trained is True and meta.provenance.bundled
+    assert meta.provenance.metrics["rmse"] > 0
+    assert meta.provenance.command.startswith("depth-perception train")
+    assert meta.provenance.bundle_command.startswith("depth-perception bundle --checkpoint")
     assert "| rmse |" in stem.with_suffix(".md").read_text()
+    # The parity-checked ONNX export beside the weights: ONNX Runtime runs them without torch.
+    from depth_perception.checkpoint_meta import read_checkpoint_meta
+    from depth_perception.onnx_files import find_onnx
+
+    info = read_checkpoint_meta(stem)
+    onnx = find_onnx(info, info.meta.input_width, info.meta.input_height)
+    assert onnx is not None and onnx.parent == stem.parent
+    assert "ONNX Runtime vs torch, largest difference" in capsys.readouterr().out

@@ -184,7 +184,7 @@ def test_stage_overrides_are_checked():
 
 
 def test_random_crop_cuts_training_windows_and_is_checked():
-    from training.datasets import SeededAugmentation, make_dataset, training_augmentations
+    from training.data import SeededAugmentation, make_dataset, training_augmentations
 
     cfg = config(data={"width": 96, "height": 64, "random_crop": [64, 32]})
     data = make_dataset(cfg.data, "train", length=2)
@@ -208,13 +208,13 @@ def test_random_crop_cuts_training_windows_and_is_checked():
 
 def test_a_run_saved_before_new_keys_existed_still_resumes(tmp_path):
     from training.config import config_to_dict
-    from training.trainer import _check_resume_config
+    from training.trainer.run_dir import check_resume_config
 
     cfg = config()
     saved = config_to_dict(cfg)
     for key in ("accumulate_steps", "freeze"):
         del saved["train"][key]  # a run written before these keys existed
     del saved["data"]["random_crop"]
-    _check_resume_config(cfg, saved, tmp_path)
+    check_resume_config(cfg, saved, tmp_path)
     with pytest.raises(ValueError, match=r"train\.accumulate_steps: 1 -> 2"):
-        _check_resume_config(config(train={"accumulate_steps": 2}), saved, tmp_path)
+        check_resume_config(config(train={"accumulate_steps": 2}), saved, tmp_path)

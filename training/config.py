@@ -90,7 +90,7 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    """Which loss trains the model, and its settings; see ``training.losses``.
+    """Which loss trains the model, and its settings; see ``training.objectives.losses``.
 
     Attributes:
         name: ``multiscale`` (paper d's multi-scale BerHu + CE, works for every model) or

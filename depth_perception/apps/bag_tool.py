@@ -14,9 +14,9 @@ Every output carries the input image's header (stamp and frame_id) and is logged
 image's receive time, as the node does. The intrinsics are those of the latest camera_info
 received before the image (the first one of the bag for images before it; the ``--hfov``
 fallback when the bag has none). With ``--depth-topic`` (a registered depth image, 16UC1 mm or
-32FC1 m) the depth metrics against it are printed. The arrays come from the same core the node
-uses (predictor, OrganizedCloudBuilder, colorize/overlay); only the message classes differ
-(rosbags' instead of rclpy's). Imports no rclpy.
+32FC1 m) the depth metrics against it are printed. The arrays come from the node's own frame
+code (``frame_pipeline``: intrinsics, predictor, cloud, overlay); only the message classes
+differ (rosbags' instead of rclpy's). Imports no rclpy.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import numpy as np
 
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.config import PerceptionConfig
+from depth_perception.frame_pipeline import FrameOutputs, FramePipeline, prepare_frame
 from depth_perception.image_encoding import encoding_for_array
-from depth_perception.pointcloud import CloudData, OrganizedCloudBuilder
+from depth_perception.pointcloud import CloudData
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -127,6 +128,22 @@ class RosbagsMessages:
             is_dense=bool(cloud.is_dense),
         )
 
+    def frame_messages(self, outputs: FrameOutputs, header: Any) -> dict[str, Any]:
+        """One frame's outputs as messages keyed like ``OUTPUT_TOPICS`` (the node's set)."""
+        messages: dict[str, Any] = {}
+        if outputs.depth is not None:
+            messages["depth"] = self.image(outputs.depth, header, "32FC1")
+            messages["depth_info"] = self.camera_info(
+                outputs.intrinsics, header, outputs.camera_info
+            )
+        if outputs.cloud is not None:
+            messages["points"] = self.cloud(outputs.cloud, header)
+        if outputs.labels is not None:
+            messages["mask"] = self.image(outputs.labels, header, "mono8")
+        if outputs.overlay is not None:
+            messages["color"] = self.image(outputs.overlay, header, "rgb8")
+        return messages
+
     def serialize(self, msg: Any, msgtype: str) -> bytes:
         return self.typestore.serialize_cdr(msg, msgtype)
 
@@ -189,14 +206,9 @@ def process_bag(
     from rosbags.typesys import Stores, get_typestore
     from tqdm import tqdm
 
-    from depth_perception.message_fields import (
-        decode_depth,
-        decode_rgb,
-        intrinsics_from_camera_info,
-    )
+    from depth_perception.message_fields import decode_depth, decode_rgb
     from depth_perception.metrics import DepthMetricAverager, depth_metrics, median_scale
     from depth_perception.runtime import load_pipeline
-    from depth_perception.visualize import colorize_labels, overlay
 
     config = config or PerceptionConfig()
     hfov = float(hfov_deg if hfov_deg is not None else config.fallback_hfov_deg)
@@ -297,8 +309,8 @@ def process_bag(
             report.evaluated += 1
 
         dst.parent.mkdir(parents=True, exist_ok=True)
-        builder: OrganizedCloudBuilder | None = None
-        builder_key: tuple | None = None
+        # The node's own frame code: intrinsics, one predictor call, every output composed.
+        frames = FramePipeline(pipeline.predictor, pipeline.palette)
         latest_info = first_info
         try:
             with Writer(dst, version=9, storage_plugin=plugins[storage]) as writer:
@@ -314,7 +326,7 @@ def process_bag(
                     else:  # old bags without definitions: the reader's typestore knows them
                         kwargs["typestore"] = reader.typestore
                     copies[conn.id] = writer.add_connection(conn.topic, conn.msgtype, **kwargs)
-                outputs = {
+                connections = {
                     key: writer.add_connection(names[key], msgtype, typestore=typestore)
                     for key, (_, msgtype) in OUTPUT_TOPICS.items()
                 }
@@ -339,55 +351,19 @@ def process_bag(
                     if conn.topic != image_topic:
                         continue
                     msg = reader.deserialize(raw, conn.msgtype)
-                    rgb = decode_rgb(msg, conn.msgtype)
-                    height, width = rgb.shape[:2]
-                    intrinsics = None
-                    from_info = False
-                    if latest_info is not None:
-                        try:
-                            intrinsics = intrinsics_from_camera_info(latest_info)
-                            from_info = True
-                        except ValueError:
-                            intrinsics = None
-                    if intrinsics is None:
+                    frame = prepare_frame("", decode_rgb(msg, conn.msgtype), latest_info, hfov)
+                    if not frame.intrinsics.from_camera_info:
                         report.fallback_intrinsics += 1
-                        intrinsics = CameraIntrinsics.from_hfov(width, height, hfov)
-                    elif (intrinsics.width, intrinsics.height) != (width, height):
-                        intrinsics = intrinsics.scaled(width, height)
-                    prediction = pipeline.predictor.predict(rgb, intrinsics)
+                    (outputs,) = frames.process([frame], config)
                     header = msg.header  # the node copies the input image's header
-                    depth = prediction.depth
-
-                    def put(key: str, out_msg: Any, log_time: int = log_time) -> None:
-                        msgtype = OUTPUT_TOPICS[key][1]
-                        writer.write(outputs[key], log_time, messages.serialize(out_msg, msgtype))
-                        report.written[names[key]] += 1
-
-                    put("depth", messages.image(depth, header, "32FC1"))
-                    source_info = latest_info if from_info else None
-                    put("depth_info", messages.camera_info(intrinsics, header, source_info))
-                    labels = prediction.labels
-                    with_label = config.points_label and labels is not None
-                    key = (intrinsics, config.points_stride, config.points_color, with_label)
-                    if key != builder_key:
-                        builder = OrganizedCloudBuilder(
-                            intrinsics,
-                            stride=config.points_stride,
-                            with_rgb=config.points_color,
-                            with_label=with_label,
+                    depth = outputs.prediction.depth
+                    for key, out_msg in messages.frame_messages(outputs, header).items():
+                        writer.write(
+                            connections[key],
+                            log_time,
+                            messages.serialize(out_msg, OUTPUT_TOPICS[key][1]),
                         )
-                        builder_key = key
-                    cloud = builder.build(
-                        depth,
-                        rgb=rgb if config.points_color else None,
-                        labels=labels if with_label else None,
-                    )
-                    put("points", messages.cloud(cloud, header))
-                    if labels is not None:
-                        colors = colorize_labels(labels, pipeline.palette)
-                        blended = overlay(rgb, colors, config.overlay_alpha, labels)
-                        put("mask", messages.image(labels, header, "mono8"))
-                        put("color", messages.image(blended, header, "rgb8"))
+                        report.written[names[key]] += 1
                     stamp = _stamp_ns(header)
                     gt_stamp = pair_of.get(stamp)
                     if gt_stamp is not None:

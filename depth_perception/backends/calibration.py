@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from depth_perception.predictor import Preprocessor
+
 # What cv2.imread reads on every platform OpenCV supports.
 IMAGE_SUFFIXES: tuple[str, ...] = (
     ".png",
@@ -238,9 +240,6 @@ class CalibrationSource:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        # Imported here: the predictor imports the backends package, which imports this module.
-        from depth_perception.predictor import Preprocessor
-
         preprocess = Preprocessor(self.width, self.height, self.mean, self.std)
         batch = np.empty((batch_size, 3, self.height, self.width), np.float32)
         filled = 0

@@ -17,7 +17,7 @@
 head that share the image conv and the first two 5x5 convs ("the middle layers"); each branch
 keeps its own last 5x5 conv and output conv (1 channel: log-depth; 2 channels: the
 ``[-1, 0, 1]`` x and y gradients of the depth in metres, on the 1/4 grid, see
-``training.gradient_losses.depth_gradients``). Scale 3 takes the multiple input
+``training.objectives.gradient_losses.depth_gradients``). Scale 3 takes the multiple input
 concat(image features, log-depth, grad_x, grad_y), all upsampled x2, and outputs the refined
 depth.
 

@@ -1,18 +1,32 @@
 """mono_depth: camera image in; metric depth, camera_info, organized cloud and labels out.
 
-A managed (lifecycle) node that autostarts by default. The subscription callback only stores
-the newest frame; a worker thread processes it, so a slow model drops old frames (counted)
-instead of queueing latency. Every output carries the input image's header.
+A managed (lifecycle) node that autostarts by default. Subscription callbacks only store the
+newest frame of each camera; a worker thread processes them, so a slow model drops old frames
+(counted) instead of queueing latency. Every output carries the input image's header. The
+work between a decoded image and the outputs is the core's ``frame_pipeline``; this node only
+converts messages, runs the lifecycle, holds the parameters and the worker thread.
+
+Cameras: the node serves a list of cameras and a single camera is the list ``[""]`` (topics
+``image``, ``camera_info``, ``depth/image`` ...). With ``cameras`` set (e.g.
+``["front", "rear"]``) it subscribes to ``<cam>/image`` and ``<cam>/camera_info`` of each,
+publishes every output under ``<cam>/`` with that camera's header, and the worker runs the
+newest frame of every camera that has one through the model as ONE batch (``batch_size_mean``
+in /diagnostics); drops, frames and rates are also reported per camera
+(``<cam>_dropped_frames``, ``<cam>_rate_hz``, ...).
+
+Outputs on demand (``outputs_on_demand``, default on): per frame and camera the worker asks
+each output's publisher for its subscriber count and computes only the outputs someone takes
+(and their ``publish_*`` switch allows), with only the stages they need; a frame of a camera
+with no subscriber at all is not even decoded (``frames_idle``). /diagnostics lists the outputs
+computed for the last frame (``active_outputs``, ``<cam>_active_outputs``).
+
+Parameters: a change is validated as a whole (ranges, then the depth range against the loaded
+checkpoint) into a new frozen ``NodeSettings`` that replaces the old one in one assignment; a
+refused change changes nothing. The worker reads one settings snapshot per batch.
 
 Reliability: a frame that cannot be decoded or fails in a stage is dropped, logged (throttled
 per kind) and counted as ``errors_<kind>`` in /diagnostics, and the next frame gets a try;
 frames whose stamp does not increase are processed but counted (``errors_stamp_not_increasing``).
-
-Multi-camera: with ``cameras`` set (e.g. ``["front", "rear"]``) the node subscribes to
-``<cam>/image`` and ``<cam>/camera_info`` of each, publishes every output under ``<cam>/`` with
-that camera's header, and the worker runs the newest frame of every camera that has one through
-the model as ONE batch (``batch_size_mean`` in /diagnostics). Drops, frames and rates are also
-reported per camera (``<cam>_dropped_frames``, ``<cam>_rate_hz``, ...).
 After ``BACKEND_FAILURE_LIMIT`` inference failures in a row the backend is replaced by the next
 entry of the backend chain. The ``fault_injection`` parameter is a testing aid that makes
 frames fail on purpose (off by default). SIGINT and SIGTERM end the node cleanly (exit code 0).
@@ -24,10 +38,8 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
@@ -44,22 +56,23 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
-from depth_perception.camera import CameraIntrinsics
 from depth_perception.config import PARAMETERS, PARAMETERS_BY_NAME, PerceptionConfig
-from depth_perception.image_encoding import ImageFormatError
-from depth_perception.message_fields import intrinsics_from_camera_info
-from depth_perception.nodes.conversions import (
-    array_to_image_msg,
-    camera_info_msg,
-    cloud_msg,
-    image_msg_to_rgb,
+from depth_perception.frame_pipeline import (
+    FALLBACK,
+    FrameOutputs,
+    FramePipeline,
+    IntrinsicsChoice,
+    LatestFrames,
+    OutputDemand,
+    PreparedFrame,
+    prepare_frame,
 )
+from depth_perception.image_encoding import ImageFormatError
+from depth_perception.nodes.conversions import image_msg_to_rgb, output_messages
 from depth_perception.nodes.parameters import declare_parameters, validate_parameters
 from depth_perception.pipeline_stats import PipelineStats
-from depth_perception.pointcloud import OrganizedCloudBuilder
-from depth_perception.predictor import Prediction, StageError
+from depth_perception.predictor import DepthLimits, StageError
 from depth_perception.runtime import LoadedPipeline, load_pipeline
-from depth_perception.visualize import colorize_labels, overlay
 
 # Outputs: reliable so RViz (reliable by default) and Nav2 see them; depth 2 keeps a slow
 # subscriber from blocking us for more than one frame. Overridable via qos_overrides.
@@ -68,6 +81,14 @@ OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 CLASS_NAMES_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+# Output key (as in conversions.output_messages) -> message type and topic under the camera.
+OUTPUTS: dict[str, tuple[type, str]] = {
+    "depth": (Image, "depth/image"),
+    "depth_info": (CameraInfo, "depth/camera_info"),
+    "points": (PointCloud2, "points"),
+    "mask": (Image, "segmentation/mask"),
+    "color": (Image, "segmentation/color"),
+}
 
 # Consecutive inference failures after which the backend is replaced by the next fallback.
 BACKEND_FAILURE_LIMIT = 3
@@ -120,6 +141,22 @@ def _fault_hook(fault: str):
     return hook
 
 
+@dataclass(frozen=True)
+class NodeSettings:
+    """Every run-time setting the worker reads, validated together and never mutated.
+
+    Attributes:
+        config: the pipeline settings (reconfigure-only ones as of the last configure).
+        fault_injection: the testing aid's value ('' = off).
+        limits: ``config``'s depth range resolved against the loaded checkpoint; None while
+            no checkpoint is loaded.
+    """
+
+    config: PerceptionConfig = field(default_factory=PerceptionConfig)
+    fault_injection: str = ""
+    limits: DepthLimits | None = None
+
+
 @dataclass
 class _Frame:
     image: Image
@@ -127,80 +164,33 @@ class _Frame:
     received: float
 
 
-class LatestFrameSlot:
-    """Holds only the newest frame; overwriting an unprocessed one counts a drop."""
-
-    def __init__(self) -> None:
-        self._frame: _Frame | None = None
-        self._condition = threading.Condition()
-        self.dropped = 0
-
-    def put(self, frame: _Frame) -> None:
-        with self._condition:
-            if self._frame is not None:
-                self.dropped += 1
-            self._frame = frame
-            self._condition.notify()
-
-    def take(self, timeout: float) -> _Frame | None:
-        with self._condition:
-            if self._frame is None:
-                self._condition.wait(timeout)
-            frame, self._frame = self._frame, None
-            return frame
-
-    def clear(self) -> None:
-        with self._condition:
-            self._frame = None
-            self._condition.notify_all()
-
-
 @dataclass
 class _Camera:
-    """One camera of a multi-camera node: its inputs, outputs and counters."""
+    """One served camera ('' = the single camera): its inputs, outputs and counters."""
 
     name: str
     camera_info: CameraInfo | None = None
     last_stamp_ns: int | None = None
     outputs: dict[str, object] = field(default_factory=dict)
-    cloud_builder: OrganizedCloudBuilder | None = None
-    cloud_key: tuple | None = None
     received: int = 0
     processed: int = 0
     period_processed: int = 0
+    # Outputs computed for the last frame (those with a subscriber, or forced): /diagnostics.
+    active: tuple[str, ...] = ()
+    idle: int = 0
 
+    def topic(self, name: str) -> str:
+        """``name`` in this camera's namespace (relative to the node's)."""
+        return f"{self.name}/{name}" if self.name else name
 
-class LatestFramesByCamera:
-    """The newest frame of each camera; overwriting an unprocessed one counts a drop for it."""
-
-    def __init__(self, names: list[str]) -> None:
-        self._frames: dict[str, _Frame] = {}
-        self._condition = threading.Condition()
-        self.dropped = dict.fromkeys(names, 0)
-
-    def put(self, name: str, frame: _Frame) -> None:
-        with self._condition:
-            if name in self._frames:
-                self.dropped[name] += 1
-            self._frames[name] = frame
-            self._condition.notify()
-
-    def take_all(self, timeout: float) -> dict[str, _Frame]:
-        """Every camera's newest frame (waits up to ``timeout`` for the first one)."""
-        with self._condition:
-            if not self._frames:
-                self._condition.wait(timeout)
-            frames, self._frames = self._frames, {}
-            return frames
-
-    def clear(self) -> None:
-        with self._condition:
-            self._frames = {}
-            self._condition.notify_all()
+    @property
+    def prefix(self) -> str:
+        """``<name>/`` for log lines ('' for the single camera)."""
+        return f"{self.name}/" if self.name else ""
 
 
 class MonoDepthNode(LifecycleNode):
-    """Lifecycle node running a monocular depth (+ segmentation) model on a camera stream."""
+    """Lifecycle node running a monocular depth (+ segmentation) model on camera streams."""
 
     def __init__(self, node_name: str = "mono_depth", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
@@ -220,31 +210,26 @@ class MonoDepthNode(LifecycleNode):
             ),
         )
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.config = PerceptionConfig()
+        # Replaced as a whole by the parameter callback and by configure (never mutated).
+        self.settings = NodeSettings(fault_injection=self.get_parameter("fault_injection").value)
+        # The settings last applied to the predictor, by the worker that owns it.
+        self._applied: NodeSettings | None = None
         self.pipeline: LoadedPipeline | None = None
+        self._frame_pipeline: FramePipeline | None = None
         self.stats = PipelineStats()
-        self._slot = LatestFrameSlot()
-        self._camera_info: CameraInfo | None = None
-        self._cloud_builder: OrganizedCloudBuilder | None = None
-        self._cloud_key: tuple | None = None
+        self._cameras: dict[str, _Camera] = {}
+        self._slot: LatestFrames[_Frame] = LatestFrames([])
         self._worker: threading.Thread | None = None
         self._running = threading.Event()
         self._inputs: list = []
-        self._outputs: dict[str, object] = {}
         self._class_name_publishers: list[object] = []
         self._last_processed = 0.0
-        self._last_stamp_ns: int | None = None
         self._inference_failures = 0
         self._warned: set[str] = set()
         self._error_logged: dict[str, float] = {}
-        # Multi-camera mode (``cameras`` set): one entry per camera, in parameter order.
-        self._cameras: dict[str, _Camera] = {}
-        self._frames_slot = LatestFramesByCamera([])
-        self._batches = 0
-        self._batch_frames = 0
-        self._batch_size_max = 0
-        self._period_batches = 0
-        self._period_batch_frames = 0
+        self._batches = self._batch_frames = self._batch_size_max = 0
+        self._period_batches = self._period_batch_frames = 0
+        self._idle_frames = self._period_idle = 0
         self._diagnostics_time = time.monotonic()
         # Diagnostics run in every lifecycle state: an unconfigured node must say why.
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -252,112 +237,82 @@ class MonoDepthNode(LifecycleNode):
             self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics
         )
 
+    @property
+    def config(self) -> PerceptionConfig:
+        """The current pipeline settings."""
+        return self.settings.config
+
     # ----- lifecycle -----
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            self.config = self._read_config()
-            cameras = self._camera_names()
+            config = self._read_config()
+            names = self._camera_names() or [""]
             # One inference call takes every camera's newest frame: a TensorRT engine is built
             # for batches up to the camera count.
-            self.pipeline = load_pipeline(self.config, max_batch=max(1, len(cameras)))
-            self.pipeline.predictor.stage_hook = _fault_hook(
-                self.get_parameter("fault_injection").value
-            )
+            pipeline = load_pipeline(config, max_batch=len(names))
         except Exception as error:  # any reason not to run is reported, never raised
             self.get_logger().error(f"configure failed: {error}")
             self.stats.record_error("configure", str(error))
             self.stats.last_error = f"configure failed: {error}"
             return TransitionCallbackReturn.FAILURE
-        for line in self.pipeline.notes:
+        self.pipeline = pipeline
+        self._frame_pipeline = FramePipeline(pipeline.predictor, pipeline.palette)
+        self.settings = NodeSettings(
+            config, self.get_parameter("fault_injection").value, pipeline.predictor.limits
+        )
+        self._applied = None
+        for line in pipeline.notes:
             self.get_logger().info(line)
-        for line in self.pipeline.warnings:
+        for line in pipeline.warnings:
             self.get_logger().warning(line)
         qos_options = QoSOverridingOptions.with_default_policies()
-        outputs = {
-            "depth": (Image, "depth/image"),
-            "depth_info": (CameraInfo, "depth/camera_info"),
-            "points": (PointCloud2, "points"),
-            "mask": (Image, "segmentation/mask"),
-            "color": (Image, "segmentation/color"),
-        }
-        self._cameras = {name: _Camera(name) for name in cameras}
-        self._frames_slot = LatestFramesByCamera(cameras)
+        self._cameras = {name: _Camera(name) for name in names}
+        self._slot = LatestFrames(names)
         self._batches = self._batch_frames = self._batch_size_max = 0
         self._period_batches = self._period_batch_frames = 0
-        if not cameras:
-            for key, (message_type, topic) in outputs.items():
-                self._outputs[key] = self.create_lifecycle_publisher(
-                    message_type, topic, OUTPUT_QOS, qos_overriding_options=qos_options
-                )
+        self._idle_frames = self._period_idle = 0
         for camera in self._cameras.values():
-            for key, (message_type, topic) in outputs.items():
+            for key, (message_type, topic) in OUTPUTS.items():
                 camera.outputs[key] = self.create_lifecycle_publisher(
                     message_type,
-                    f"{camera.name}/{topic}",
+                    camera.topic(topic),
                     OUTPUT_QOS,
                     qos_overriding_options=qos_options,
                 )
-        self._publish_class_names(cameras)
+        self._publish_class_names()
         self.stats.reset()
-        self._last_stamp_ns = None
         self._inference_failures = 0
-        self.get_logger().info(f"configured: {self.pipeline.summary()}")
+        self.get_logger().info(f"configured: {pipeline.summary()}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos_options = QoSOverridingOptions.with_default_policies()
-        if self._cameras:
-            return self._activate_cameras(state, qos_options)
-        self._inputs = [
-            self.create_subscription(
-                Image,
-                "image",
-                self._on_image,
-                qos_profile_sensor_data,
-                qos_overriding_options=qos_options,
-            ),
-            self.create_subscription(
-                CameraInfo,
-                "camera_info",
-                self._on_camera_info,
-                qos_profile_sensor_data,
-                qos_overriding_options=qos_options,
-            ),
-        ]
-        self._running.set()
-        self._worker = threading.Thread(target=self._work, name="mono_depth_worker", daemon=True)
-        self._worker.start()
-        self.get_logger().info("active: waiting for images on " + self.resolve_topic_name("image"))
-        return super().on_activate(state)
-
-    def _activate_cameras(
-        self, state: LifecycleState, qos_options: QoSOverridingOptions
-    ) -> TransitionCallbackReturn:
         self._inputs = []
         for camera in self._cameras.values():
             self._inputs += [
                 self.create_subscription(
                     Image,
-                    f"{camera.name}/image",
-                    lambda msg, c=camera: self._on_camera_image(c, msg),
+                    camera.topic("image"),
+                    lambda msg, c=camera: self._on_image(c, msg),
                     qos_profile_sensor_data,
                     qos_overriding_options=qos_options,
                 ),
                 self.create_subscription(
                     CameraInfo,
-                    f"{camera.name}/camera_info",
+                    camera.topic("camera_info"),
                     lambda msg, c=camera: setattr(c, "camera_info", msg),
                     qos_profile_sensor_data,
                     qos_overriding_options=qos_options,
                 ),
             ]
         self._running.set()
-        self._worker = threading.Thread(
-            target=self._work_cameras, name="mono_depth_worker", daemon=True
-        )
+        self._worker = threading.Thread(target=self._work, name="mono_depth_worker", daemon=True)
         self._worker.start()
-        topics = ", ".join(self.resolve_topic_name(f"{name}/image") for name in self._cameras)
-        self.get_logger().info(f"active: one batch over {len(self._cameras)} cameras: {topics}")
+        topics = ", ".join(
+            self.resolve_topic_name(c.topic("image")) for c in self._cameras.values()
+        )
+        batch = f" (one batch over {len(self._cameras)} cameras)" if len(self._cameras) > 1 else ""
+        self.get_logger().info(f"active: waiting for images on {topics}{batch}")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -369,7 +324,6 @@ class MonoDepthNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
-        self._camera_info = None
         self._cameras = {}
         self._warned.clear()
         return TransitionCallbackReturn.SUCCESS
@@ -379,7 +333,7 @@ class MonoDepthNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
-    def _publish_class_names(self, cameras: list[str]) -> None:
+    def _publish_class_names(self) -> None:
         """Latch the checkpoint's classes on segmentation/class_names (JSON, transient local).
 
         Late subscribers (RViz panels, semantic costmap layers) get the id -> name -> colour
@@ -394,9 +348,9 @@ class MonoDepthNode(LifecycleNode):
             for index, name in enumerate(description.class_names)
         ]
         msg = String(data=json.dumps({"model": description.name, "classes": table}))
-        for prefix in [f"{name}/" for name in cameras] or [""]:
+        for camera in self._cameras.values():
             publisher = self.create_publisher(
-                String, f"{prefix}segmentation/class_names", CLASS_NAMES_QOS
+                String, camera.topic("segmentation/class_names"), CLASS_NAMES_QOS
             )
             publisher.publish(msg)
             self._class_name_publishers.append(publisher)
@@ -405,24 +359,20 @@ class MonoDepthNode(LifecycleNode):
         for publisher in self._class_name_publishers:
             self.destroy_publisher(publisher)
         self._class_name_publishers = []
-        for publisher in self._outputs.values():
-            self.destroy_lifecycle_publisher(publisher)
-        self._outputs = {}
         for camera in self._cameras.values():
             for publisher in camera.outputs.values():
                 self.destroy_lifecycle_publisher(publisher)
             camera.outputs = {}
-            camera.cloud_builder = camera.cloud_key = None
+        self._frame_pipeline = None
         if self.pipeline is not None:
             self.pipeline.close()
             self.pipeline = None
-        self._cloud_builder = None
-        self._cloud_key = None
+        # Unloaded: no checkpoint to check depth limits against until the next configure.
+        self.settings = NodeSettings(self.settings.config, self.settings.fault_injection)
 
     def _stop_worker(self) -> None:
         self._running.clear()
         self._slot.clear()
-        self._frames_slot.clear()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
             self._worker = None
@@ -444,43 +394,24 @@ class MonoDepthNode(LifecycleNode):
             raise ValueError(error)
         return names
 
-    def _on_set_parameters(self, parameters: list[Parameter]):
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         result = validate_parameters(parameters)
         if not result.successful:
             return result
-        for parameter in parameters:
-            if parameter.name == "fault_injection" and not _valid_fault(parameter.value):
-                return SetParametersResult(
-                    successful=False,
-                    reason="fault_injection must be '', 'inference', 'postprocess' or "
-                    "'backend:<name>'",
-                )
-            if parameter.name == "cameras" and parameter.value is not None:
-                error = camera_names_error(list(parameter.value))
-                if error:
-                    return SetParametersResult(successful=False, reason=error)
-            if parameter.name == "fault_injection" and self.pipeline is not None:
-                self.pipeline.predictor.stage_hook = _fault_hook(parameter.value)
-        changes = {p.name: p.value for p in parameters if p.name in PARAMETERS_BY_NAME}
-        live = {k: v for k, v in changes.items() if not PARAMETERS_BY_NAME[k].needs_reconfigure}
         try:
-            candidate = self.config.replace(**live)
-            if self.pipeline is not None and {"min_depth", "max_depth", "depth_scale"} & set(live):
-                self.pipeline.predictor.set_depth_limits(
-                    candidate.min_depth, candidate.max_depth, candidate.depth_scale
-                )
-        except ValueError as error:
-            result.successful = False
-            result.reason = str(error)
-            return result
-        self.config = candidate
-        if "diagnostics_period_s" in live:
+            candidate = self._settings_with(parameters)
+        except ValueError as error:  # refused as a whole: nothing has changed
+            return SetParametersResult(successful=False, reason=str(error))
+        previous, self.settings = self.settings, candidate  # the one swap the worker sees
+        period = candidate.config.diagnostics_period_s
+        if period != previous.config.diagnostics_period_s:
             self.destroy_timer(self._diagnostics_timer)
-            self._diagnostics_timer = self.create_timer(
-                candidate.diagnostics_period_s, self._publish_diagnostics
-            )
+            self._diagnostics_timer = self.create_timer(period, self._publish_diagnostics)
         deferred = sorted(
-            (set(changes) - set(live)) | {p.name for p in parameters if p.name == "cameras"}
+            p.name
+            for p in parameters
+            if p.name == "cameras"
+            or (p.name in PARAMETERS_BY_NAME and PARAMETERS_BY_NAME[p.name].needs_reconfigure)
         )
         if deferred:
             self.get_logger().info(
@@ -489,18 +420,44 @@ class MonoDepthNode(LifecycleNode):
             )
         return result
 
+    def _settings_with(self, parameters: list[Parameter]) -> NodeSettings:
+        """The settings after ``parameters``, validated as a whole; changes nothing itself.
+
+        Raises:
+            ValueError: any value, or the combination (e.g. a depth range the loaded
+                checkpoint cannot have), that would be refused.
+        """
+        settings = self.settings
+        fault = settings.fault_injection
+        live: dict[str, object] = {}
+        for parameter in parameters:
+            if parameter.name == "fault_injection":
+                if not _valid_fault(parameter.value):
+                    raise ValueError(
+                        "fault_injection must be '', 'inference', 'postprocess' or "
+                        "'backend:<name>'"
+                    )
+                fault = parameter.value
+            elif parameter.name == "cameras" and parameter.value is not None:
+                error = camera_names_error(list(parameter.value))
+                if error:
+                    raise ValueError(error)
+            elif parameter.name in PARAMETERS_BY_NAME:
+                if not PARAMETERS_BY_NAME[parameter.name].needs_reconfigure:
+                    live[parameter.name] = parameter.value
+        config = settings.config.replace(**live)
+        limits = None
+        if self.pipeline is not None:
+            limits = DepthLimits.resolve(
+                self.pipeline.description, config.min_depth, config.max_depth, config.depth_scale
+            )
+        return NodeSettings(config, fault, limits)
+
     # ----- input -----
-    def _on_image(self, msg: Image) -> None:
-        self.stats.received += 1
-        self._slot.put(_Frame(msg, self._camera_info, time.monotonic()))
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
-
-    def _on_camera_image(self, camera: _Camera, msg: Image) -> None:
+    def _on_image(self, camera: _Camera, msg: Image) -> None:
         self.stats.received += 1
         camera.received += 1
-        self._frames_slot.put(camera.name, _Frame(msg, camera.camera_info, time.monotonic()))
+        self._slot.put(camera.name, _Frame(msg, camera.camera_info, time.monotonic()))
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
@@ -509,46 +466,151 @@ class MonoDepthNode(LifecycleNode):
 
     # ----- processing -----
     def _work(self) -> None:
-        """Single-camera worker: the newest frame."""
-        self._serve(lambda: _single(self._slot.take(timeout=0.1)), batched=False)
-
-    def _work_cameras(self) -> None:
-        """Multi-camera worker: the newest frame of every camera, as one batch."""
-        self._serve(lambda: self._frames_slot.take_all(timeout=0.1), batched=True)
-
-    def _serve(self, take: Callable[[], dict[str, _Frame]], batched: bool) -> None:
-        """The worker loop shared by both paths: rate limit, process, count and log failures."""
+        """The worker loop: newest frames, rate limit, process, count and log failures."""
         while self._running.is_set():
-            frames = take()
+            frames = self._slot.take_all(timeout=0.1)
             if not frames:
                 continue
+            settings = self.settings  # one snapshot for the whole batch
             newest = max(frame.received for frame in frames.values())
-            if self.config.max_rate_hz > 0.0:
-                if newest - self._last_processed < 1.0 / self.config.max_rate_hz:
-                    self.stats.rate_limited += len(frames)
-                    continue
+            max_rate = settings.config.max_rate_hz
+            if max_rate > 0.0 and newest - self._last_processed < 1.0 / max_rate:
+                self.stats.rate_limited += len(frames)
+                continue
             self._last_processed = newest
-            dropped = f"a batch of {len(frames)} frames" if batched else "a frame"
+            what = "a frame" if len(frames) == 1 else f"a batch of {len(frames)} frames"
             try:
-                if batched:
-                    self._process_batch(frames)
-                else:
-                    self._process(frames[""])
-            except ImageFormatError as error:  # single path; the batch path drops per camera
-                self.stats.record_error("bad_image", str(error), error.kind)
-                self._log_error(f"bad_image_{error.kind}", f"dropped a frame: {error}")
+                self._process(frames, settings)
             except StageError as error:
                 for _ in frames:
                     self.stats.record_error(error.stage, str(error))
-                self._log_error(error.stage, f"dropped {dropped}: {error}")
+                self._log_error(error.stage, f"dropped {what}: {error}")
                 if error.stage == "inference":
                     self._on_inference_failure(str(error.error))
             except Exception as error:  # the node keeps serving; the next frame gets a try
                 self.stats.record_error("processing", f"{type(error).__name__}: {error}")
                 self.get_logger().error(
-                    f"{'batch' if batched else 'frame'} failed: {type(error).__name__}: {error}",
-                    throttle_duration_sec=1.0,
+                    f"{what} failed: {type(error).__name__}: {error}", throttle_duration_sec=1.0
                 )
+
+    def _apply(self, settings: NodeSettings) -> None:
+        """Hand a new settings snapshot to the predictor; only the worker touches it."""
+        if settings is self._applied or self._frame_pipeline is None:
+            return
+        predictor = self._frame_pipeline.predictor
+        if settings.limits is not None:
+            predictor.limits = settings.limits
+        predictor.stage_hook = _fault_hook(settings.fault_injection)
+        self._applied = settings
+
+    def _process(self, frames: dict[str, _Frame], settings: NodeSettings) -> None:
+        """Decode every camera's frame, run them as one batch, publish each in its namespace."""
+        frame_pipeline = self._frame_pipeline
+        if frame_pipeline is None:
+            return
+        self._apply(settings)
+        config = settings.config
+        start = time.perf_counter()
+        prepared: list[tuple[_Camera, _Frame, PreparedFrame]] = []
+        demands: dict[str, OutputDemand] = {}
+        for name, frame in frames.items():
+            camera = self._cameras[name]
+            demand = self._demand(camera, config)
+            camera.active = tuple(demand.active())
+            if not demand.any:  # nobody listens to this camera: not even decoded
+                camera.idle += 1
+                self._idle_frames += 1
+                self._period_idle += 1
+                continue
+            demands[name] = demand
+            begin = time.perf_counter()
+            try:
+                rgb = image_msg_to_rgb(frame.image)
+            except ImageFormatError as error:  # only this camera's frame is dropped
+                where = f"camera {name}: " if name else ""
+                self.stats.record_error("bad_image", f"{where}{error}", error.kind)
+                self._log_error(
+                    f"bad_image_{error.kind}", f"dropped a {camera.prefix}frame: {error}"
+                )
+                continue
+            self._check_stamp(camera, frame)
+            ready = prepare_frame(name, rgb, frame.camera_info, config.fallback_hfov_deg)
+            self._report_intrinsics(camera, ready.intrinsics, config)
+            ready.timings_ms["convert_in"] = (time.perf_counter() - begin) * 1e3
+            prepared.append((camera, frame, ready))
+        if not prepared:
+            return
+        results = frame_pipeline.process([ready for _, _, ready in prepared], config, demands)
+        self._inference_failures = 0
+        self._batches += 1
+        self._batch_frames += len(prepared)
+        self._period_batches += 1
+        self._period_batch_frames += len(prepared)
+        self._batch_size_max = max(self._batch_size_max, len(prepared))
+        for (camera, frame, _), outputs in zip(prepared, results, strict=True):
+            self._publish(camera, frame, outputs)
+            outputs.timings_ms["total"] = (time.perf_counter() - start) * 1e3
+            camera.processed += 1
+            camera.period_processed += 1
+            stamp = frame.image.header.stamp
+            now = self.get_clock().now().nanoseconds * 1e-9
+            self.stats.record_frame(outputs.timings_ms, now - (stamp.sec + stamp.nanosec * 1e-9))
+
+    def _demand(self, camera: _Camera, config: PerceptionConfig) -> OutputDemand:
+        """This frame's outputs: switched on and subscribed (one rcl call per publisher)."""
+        if not config.outputs_on_demand:
+            return OutputDemand.everything(config)
+        counts = {key: pub.get_subscription_count() for key, pub in camera.outputs.items()}
+        return OutputDemand.from_subscribers(config, counts)
+
+    def _publish(self, camera: _Camera, frame: _Frame, outputs: FrameOutputs) -> None:
+        """Publish one frame's outputs with the input image's header."""
+        timings = outputs.timings_ms
+        stage = time.perf_counter()
+        messages = output_messages(outputs, frame.image.header)
+        timings["to_messages"] = (time.perf_counter() - stage) * 1e3
+        stage = time.perf_counter()
+        for key, message in messages.items():
+            camera.outputs[key].publish(message)
+        timings["publish"] = (time.perf_counter() - stage) * 1e3
+
+    def _report_intrinsics(
+        self, camera: _Camera, choice: IntrinsicsChoice, config: PerceptionConfig
+    ) -> None:
+        """Count and log (once per camera and kind) what was wrong with the camera_info."""
+        prefix = camera.prefix
+        if choice.problem_kind == "bad_camera_info":
+            self.stats.record_warning(choice.problem_kind, choice.problem)
+            self._warn_once(f"{prefix}bad_info", f"ignoring {prefix}camera_info: {choice.problem}")
+        elif choice.problem_kind == "camera_info_size":
+            self.stats.record_warning(choice.problem_kind, choice.problem)
+            (info_w, info_h), size = choice.camera_info_size, choice.intrinsics
+            self._warn_once(
+                f"{prefix}info_size",
+                f"{prefix}camera_info size {info_w}x{info_h} differs from the image's "
+                f"{size.width}x{size.height}: scaling the intrinsics to the image",
+            )
+        if choice.source == FALLBACK:
+            self._warn_once(
+                f"{prefix}no_info",
+                f"no valid camera_info on {self.resolve_topic_name(camera.topic('camera_info'))}"
+                f": assuming a horizontal field of view of {config.fallback_hfov_deg} deg",
+            )
+            self.stats.fallback_intrinsics += 1
+
+    def _check_stamp(self, camera: _Camera, frame: _Frame) -> None:
+        # Processed anyway (replayed bags and multi-camera relays do this), but counted.
+        stamp = frame.image.header.stamp
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        previous, camera.last_stamp_ns = camera.last_stamp_ns, stamp_ns
+        if previous is not None and stamp_ns <= previous:
+            text = f"stamp {stamp_ns} ns is not after the previous frame's {previous} ns"
+            if camera.name:
+                text = f"camera {camera.name}: {text}"
+            self.stats.record_warning("stamp_not_increasing", text)
+            self.get_logger().warning(
+                f"{text}: processed anyway, outputs keep this stamp", throttle_duration_sec=1.0
+            )
 
     def _log_error(self, kind: str, text: str) -> None:
         # Throttled per kind, not per call site: a flood of one fault must not hide another.
@@ -577,190 +639,6 @@ class MonoDepthNode(LifecycleNode):
             f"falling back to {new}"
         )
 
-    def _check_stamp(self, frame: _Frame, camera: _Camera | None = None) -> None:
-        # Processed anyway (replayed bags and multi-camera relays do this), but counted.
-        stamp = frame.image.header.stamp
-        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
-        if camera is None:
-            previous = self._last_stamp_ns
-            self._last_stamp_ns = stamp_ns
-        else:
-            previous = camera.last_stamp_ns
-            camera.last_stamp_ns = stamp_ns
-        if previous is not None and stamp_ns <= previous:
-            text = f"stamp {stamp_ns} ns is not after the previous frame's {previous} ns"
-            if camera is not None:
-                text = f"camera {camera.name}: {text}"
-            self.stats.record_warning("stamp_not_increasing", text)
-            self.get_logger().warning(
-                f"{text}: processed anyway, outputs keep this stamp", throttle_duration_sec=1.0
-            )
-
-    def _intrinsics_for(self, frame: _Frame, camera: _Camera | None = None) -> CameraIntrinsics:
-        image = frame.image
-        info = frame.camera_info
-        # Warned once per camera: each may lack or mis-size its own camera_info.
-        prefix = f"{camera.name}/" if camera is not None else ""
-        if info is not None:
-            try:
-                intrinsics = intrinsics_from_camera_info(info)
-            except ValueError as error:
-                self.stats.record_warning("bad_camera_info", str(error))
-                self._warn_once(f"{prefix}bad_info", f"ignoring {prefix}camera_info: {error}")
-            else:
-                if (intrinsics.width, intrinsics.height) == (image.width, image.height):
-                    return intrinsics
-                self.stats.record_warning(
-                    "camera_info_size",
-                    f"camera_info is {intrinsics.width}x{intrinsics.height}, image "
-                    f"{image.width}x{image.height}",
-                )
-                self._warn_once(
-                    f"{prefix}info_size",
-                    f"{prefix}camera_info size {intrinsics.width}x{intrinsics.height} differs "
-                    f"from the image's {image.width}x{image.height}: scaling the intrinsics to "
-                    "the image",
-                )
-                return intrinsics.scaled(image.width, image.height)
-        self._warn_once(
-            f"{prefix}no_info",
-            f"no valid camera_info on {self.resolve_topic_name(prefix + 'camera_info')}: "
-            "assuming a "
-            f"horizontal field of view of {self.config.fallback_hfov_deg} deg",
-        )
-        self.stats.fallback_intrinsics += 1
-        return CameraIntrinsics.from_hfov(image.width, image.height, self.config.fallback_hfov_deg)
-
-    def _process(self, frame: _Frame) -> None:
-        pipeline = self.pipeline
-        if pipeline is None:
-            return
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        rgb = image_msg_to_rgb(frame.image)
-        self._check_stamp(frame)
-        intrinsics = self._intrinsics_for(frame)
-        timings["convert_in"] = (time.perf_counter() - start) * 1e3
-        prediction = pipeline.predictor.predict(rgb, intrinsics)
-        self._inference_failures = 0
-        timings.update(prediction.timings_ms)
-        self._publish(prediction, rgb, frame, self._outputs, None, timings)
-        timings["total"] = (time.perf_counter() - start) * 1e3
-        self._record_frame(frame, timings)
-
-    def _process_batch(self, frames: dict[str, _Frame]) -> None:
-        """Convert every camera's frame, run them as one batch, publish each in its namespace."""
-        pipeline = self.pipeline
-        if pipeline is None:
-            return
-        start = time.perf_counter()
-        items: list[tuple[_Camera, _Frame, np.ndarray, CameraIntrinsics, float]] = []
-        for name, frame in frames.items():
-            camera = self._cameras[name]
-            begin = time.perf_counter()
-            try:
-                rgb = image_msg_to_rgb(frame.image)
-            except ImageFormatError as error:  # only this camera's frame is dropped
-                self.stats.record_error("bad_image", f"camera {name}: {error}", error.kind)
-                self._log_error(f"bad_image_{error.kind}", f"dropped a {name} frame: {error}")
-                continue
-            self._check_stamp(frame, camera)
-            intrinsics = self._intrinsics_for(frame, camera)
-            items.append((camera, frame, rgb, intrinsics, (time.perf_counter() - begin) * 1e3))
-        if not items:
-            return
-        predictions = pipeline.predictor.predict_batch(
-            [(rgb, intrinsics) for _, _, rgb, intrinsics, _ in items]
-        )
-        self._inference_failures = 0
-        self._batches += 1
-        self._batch_frames += len(items)
-        self._period_batches += 1
-        self._period_batch_frames += len(items)
-        self._batch_size_max = max(self._batch_size_max, len(items))
-        for (camera, frame, rgb, _, convert_ms), prediction in zip(
-            items, predictions, strict=True
-        ):
-            timings = {"convert_in": convert_ms, **prediction.timings_ms}
-            self._publish(prediction, rgb, frame, camera.outputs, camera, timings)
-            timings["total"] = (time.perf_counter() - start) * 1e3
-            camera.processed += 1
-            camera.period_processed += 1
-            self._record_frame(frame, timings)
-
-    def _record_frame(self, frame: _Frame, timings: dict[str, float]) -> None:
-        """Stage timings and latency (now minus the image's stamp) of one processed frame."""
-        stamp = frame.image.header.stamp
-        latency = self.get_clock().now().nanoseconds * 1e-9 - (stamp.sec + stamp.nanosec * 1e-9)
-        self.stats.record_frame(timings, latency)
-
-    def _publish(
-        self,
-        prediction: Prediction,
-        rgb: np.ndarray,
-        frame: _Frame,
-        publishers: dict[str, object],
-        camera: _Camera | None,
-        timings: dict[str, float],
-    ) -> None:
-        """Publish one prediction's outputs with the frame's header; adds stage timings."""
-        config = self.config
-        pipeline = self.pipeline
-        header = frame.image.header
-        stage = time.perf_counter()
-        if config.publish_depth:
-            publishers["depth"].publish(array_to_image_msg(prediction.depth, header, "32FC1"))
-            publishers["depth_info"].publish(
-                camera_info_msg(prediction.intrinsics, header, frame.camera_info)
-            )
-        timings["publish_depth"] = (time.perf_counter() - stage) * 1e3
-
-        labels = prediction.labels
-        stage = time.perf_counter()
-        if config.publish_points:
-            builder = self._cloud_builder_for(prediction.intrinsics, labels is not None, camera)
-            cloud = builder.build(
-                prediction.depth,
-                rgb=rgb if config.points_color else None,
-                labels=labels if (config.points_label and labels is not None) else None,
-            )
-            timings["points"] = (time.perf_counter() - stage) * 1e3
-            stage = time.perf_counter()
-            publishers["points"].publish(cloud_msg(cloud, header))
-            timings["publish_points"] = (time.perf_counter() - stage) * 1e3
-
-        if config.publish_segmentation and labels is not None:
-            stage = time.perf_counter()
-            colors = colorize_labels(labels, pipeline.palette)
-            blended = overlay(rgb, colors, config.overlay_alpha, labels)
-            timings["colorize"] = (time.perf_counter() - stage) * 1e3
-            stage = time.perf_counter()
-            publishers["mask"].publish(array_to_image_msg(labels, header, "mono8"))
-            publishers["color"].publish(array_to_image_msg(blended, header, "rgb8"))
-            timings["publish_segmentation"] = (time.perf_counter() - stage) * 1e3
-
-    def _cloud_builder_for(
-        self, intrinsics: CameraIntrinsics, has_labels: bool, camera: _Camera | None = None
-    ) -> OrganizedCloudBuilder:
-        config = self.config
-        with_label = config.points_label and has_labels
-        key = (intrinsics, config.points_stride, config.points_color, with_label)
-        # One cached builder per camera: each has its own intrinsics.
-        cache_key = camera.cloud_key if camera is not None else self._cloud_key
-        if key != cache_key:
-            # Rays are precomputed per intrinsics and stride: rebuilt only when those change.
-            builder = OrganizedCloudBuilder(
-                intrinsics,
-                stride=config.points_stride,
-                with_rgb=config.points_color,
-                with_label=with_label,
-            )
-            if camera is not None:
-                camera.cloud_builder, camera.cloud_key = builder, key
-            else:
-                self._cloud_builder, self._cloud_key = builder, key
-        return camera.cloud_builder if camera is not None else self._cloud_builder
-
     # ----- diagnostics -----
     def _publish_diagnostics(self) -> None:
         snapshot = self.stats.snapshot()
@@ -779,6 +657,8 @@ class MonoDepthNode(LifecycleNode):
             level, message = DiagnosticStatus.WARN, "weights are UNTRAINED (random)"
         elif snapshot["fallback_intrinsics"]:
             level, message = DiagnosticStatus.WARN, "no camera_info: fallback intrinsics"
+        elif snapshot["processed_in_period"] == 0 and self._period_idle:
+            message = "idle: no subscriber to any output (frames are not processed)"
         elif snapshot["processed_in_period"] == 0:
             level, message = DiagnosticStatus.WARN, "no frames processed in the last period"
         status.level = level
@@ -787,10 +667,8 @@ class MonoDepthNode(LifecycleNode):
         if pipeline is not None:
             values.update(pipeline.diagnostic_values())
         values["last_error"] = snapshot.get("last_error") or ""
-        values["dropped_frames"] = self._slot.dropped
-        if self._cameras:
-            values.update(self._camera_diagnostics())
-        values["fault_injection"] = self.get_parameter("fault_injection").value
+        values.update(self._camera_diagnostics())
+        values["fault_injection"] = self.settings.fault_injection
         if pipeline is not None:
             values["backends_skipped"] = " | ".join(pipeline.choice.skipped)
         status.values = [KeyValue(key=str(k), value=_format(v)) for k, v in values.items()]
@@ -800,13 +678,12 @@ class MonoDepthNode(LifecycleNode):
         self._diagnostics.publish(array)
 
     def _camera_diagnostics(self) -> dict[str, object]:
-        """Batch sizes and per-camera counters of the multi-camera mode (resets the period)."""
+        """Drops, batch sizes and (named cameras) per-camera counters; resets the period."""
         now = time.monotonic()
         elapsed = max(now - self._diagnostics_time, 1e-9)
         self._diagnostics_time = now
-        dropped = self._frames_slot.dropped
+        dropped = dict(self._slot.dropped)
         values: dict[str, object] = {
-            "cameras": ",".join(self._cameras),
             "dropped_frames": sum(dropped.values()),
             "inference_calls": self._batches,
             "batch_size_mean": (
@@ -815,19 +692,24 @@ class MonoDepthNode(LifecycleNode):
                 else (self._batch_frames / self._batches if self._batches else 0.0)
             ),
             "batch_size_max": self._batch_size_max,
+            # Frames skipped before decoding because no output had a subscriber.
+            "frames_idle": self._idle_frames,
         }
-        self._period_batches = self._period_batch_frames = 0
-        for camera in self._cameras.values():
+        self._period_batches = self._period_batch_frames = self._period_idle = 0
+        single = self._cameras.get("")
+        if single is not None:
+            values["active_outputs"] = ",".join(single.active) or "none"
+        named = [camera for camera in self._cameras.values() if camera.name]
+        if named:
+            values["cameras"] = ",".join(camera.name for camera in named)
+        for camera in named:
             values[f"{camera.name}_frames_received"] = camera.received
             values[f"{camera.name}_frames_processed"] = camera.processed
             values[f"{camera.name}_dropped_frames"] = dropped.get(camera.name, 0)
             values[f"{camera.name}_rate_hz"] = camera.period_processed / elapsed
+            values[f"{camera.name}_active_outputs"] = ",".join(camera.active) or "none"
             camera.period_processed = 0
         return values
-
-
-def _single(frame: _Frame | None) -> dict[str, _Frame]:
-    return {"": frame} if frame is not None else {}
 
 
 def _valid_fault(value: object) -> bool:

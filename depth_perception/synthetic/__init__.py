@@ -3,6 +3,8 @@
 ``SyntheticWorld`` renders an ``indoor`` room or a ``road`` town along a smooth camera loop;
 frames carry RGB, z-depth, class labels, intrinsics and the camera pose. See ``world`` for the
 conventions and ``classes`` for the label sets (NYU-40 / SUN-37 style indoor, Cityscapes road).
+``make_world(..., domain="randomized")`` builds the domain-randomised world of ``randomized``
+(varied spaces, materials, lights and cameras, for transfer to real images).
 """
 
 from depth_perception.synthetic.classes import (
@@ -17,6 +19,13 @@ from depth_perception.synthetic.classes import (
     classes_for,
     colorize_labels,
 )
+from depth_perception.synthetic.randomized import (
+    DOMAINS,
+    RandomizedWorld,
+    benchmark_domains,
+    depth_range_for,
+    make_world,
+)
 from depth_perception.synthetic.world import (
     DEPTH_RANGES,
     SyntheticFrame,
@@ -26,6 +35,7 @@ from depth_perception.synthetic.world import (
 
 __all__ = [
     "DEPTH_RANGES",
+    "DOMAINS",
     "FAMILIES",
     "IGNORE_LABEL",
     "INDOOR_CLASSES",
@@ -34,9 +44,13 @@ __all__ = [
     "INDOOR_TO_SUN37",
     "ROAD_CLASSES",
     "ROAD_PALETTE",
+    "RandomizedWorld",
     "SyntheticFrame",
     "SyntheticWorld",
+    "benchmark_domains",
     "benchmark_renderer",
     "classes_for",
     "colorize_labels",
+    "depth_range_for",
+    "make_world",
 ]

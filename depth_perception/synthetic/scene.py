@@ -198,8 +198,11 @@ class SceneBuilder:
         self._label.append(int(label))
         self._material.append(int(material))
         self._albedo.append(tuple(float(a) for a in albedo))
-        n = np.asarray(normal, dtype=np.float64)
-        self._normal.append(tuple((n / np.linalg.norm(n)).tolist()))
+        if isinstance(normal, tuple) and normal == (0.0, 0.0, 1.0):
+            self._normal.append(normal)  # polygons: replaced in build(); skips a numpy call
+        else:
+            n = np.asarray(normal, dtype=np.float64)
+            self._normal.append(tuple((n / np.linalg.norm(n)).tolist()))
         self._tex_u.append(tuple(float(a) for a in tex_u))
         self._tex_v.append(tuple(float(a) for a in tex_v))
         self._params.append(tuple(float(a) for a in params))

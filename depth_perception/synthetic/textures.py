@@ -41,7 +41,13 @@ PICTURE = 18  # framed painting; p1: width, p2: height
 BOOKS = 19  # bookshelf front; p1: shelf spacing
 DOOR = 20  # panelled door; p1: width, p2: height
 FENCE = 21  # vertical bars; p2: height
-NUM_MATERIALS = 22
+# Materials of the randomised domain (``randomized``); the default worlds never use them.
+PHOTO = 22  # photograph tile (``photos``); p1: tile size (m), p2: tile index; albedo: its gain
+FBM = 23  # fractal value noise between two colours; p1: wavelength (m), p2: contrast, p3: hue
+VORONOI = 24  # cells with dark borders; p1: cell size (m), p2: border darkness, p3: variance
+STRIPES = 25  # oriented stripes; p1: period (m), p2: angle (rad), p3: duty (> 1: smooth wave)
+DEAD_LEAVES = 26  # occluding discs of several sizes; p1: largest disc cell (m), p3: colourfulness
+NUM_MATERIALS = 27
 
 _TWO_PI = np.float32(2.0 * np.pi)
 
@@ -395,6 +401,115 @@ def tex_fence(s: np.ndarray, t: np.ndarray, prm: np.ndarray, alb: np.ndarray) ->
     return _blend(back, bar, alb)
 
 
+def _second_colour(alb: np.ndarray, hue: np.ndarray) -> np.ndarray:
+    """A second colour of a two-colour pattern: the albedo's channels rotated and rescaled."""
+    rot = np.stack([alb[1], alb[2], alb[0]])
+    return np.clip(rot * (0.5 + hue) + 0.1 * (hue - 0.5), 0.0, 1.0)
+
+
+def tex_photo(s: np.ndarray, t: np.ndarray, prm: np.ndarray, alb: np.ndarray) -> np.ndarray:
+    from depth_perception.synthetic.photos import photo_bank
+
+    bank = photo_bank()
+    size = bank.size
+    scale = np.float32(size) / np.maximum(prm[1], np.float32(0.05))
+    tile = np.clip(prm[2].astype(np.intp), 0, bank.count - 1)
+    off = _offset(prm) * np.float32(size)
+    # mirrored repeat: seamless tiling of crops that are not periodic themselves
+    ix = (s * scale + off).astype(np.intp) % (2 * size)
+    iy = (off * np.float32(0.37) - t * scale).astype(np.intp) % (2 * size)
+    ix = np.minimum(ix, 2 * size - 1 - ix)
+    iy = np.minimum(iy, 2 * size - 1 - iy)
+    texel = np.take(bank.packed, (tile * size + iy) * size + ix).view(np.uint8).reshape(-1, 4)
+    rgb = texel[:, :3].T.astype(np.float32)
+    # albedo = the tile's mean colour times a colour shift; dividing by the mean keeps that
+    # shift and makes ``filter_detail`` fade to the right colour
+    gain = alb / np.take(bank.means, tile, axis=1)
+    return rgb * (gain * np.float32(1.0 / 255.0))
+
+
+def tex_fbm(s: np.ndarray, t: np.ndarray, prm: np.ndarray, alb: np.ndarray) -> np.ndarray:
+    off = _offset(prm)
+    freq = np.float32(1.0) / np.maximum(prm[1], np.float32(0.02))
+    a = s * freq + off
+    b = t * freq
+    f = vnoise(a, b) * 0.533 + vnoise(a * 2.03 + 5.1, b * 2.03) * 0.267
+    f += vnoise(a * 4.1 + 9.7, b * 4.1) * 0.133 + vnoise(a * 8.3, b * 8.3 + 3.3) * 0.067
+    contrast = np.clip(prm[2], 0.0, 1.0)
+    m = np.clip((f - 0.5) * (1.0 + 5.0 * contrast) + 0.5, 0.0, 1.0)
+    return alb + (_second_colour(alb, prm[3]) - alb) * m
+
+
+def tex_voronoi(s: np.ndarray, t: np.ndarray, prm: np.ndarray, alb: np.ndarray) -> np.ndarray:
+    size = np.maximum(prm[1], np.float32(0.02))
+    a = s / size + _offset(prm)
+    b = t / size
+    fa = np.floor(a)
+    fb = np.floor(b)
+    ia = fa.astype(np.intp)
+    ib = fb.astype(np.intp)
+    ra = a - fa
+    rb = b - fb
+    d1 = np.full(len(s), 9.0, dtype=np.float32)
+    d2 = np.full(len(s), 9.0, dtype=np.float32)
+    best = np.zeros(len(s), dtype=np.float32)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            cx = ia + dx
+            cy = ib + dy
+            h = cell_hash(cx, cy)
+            px = np.float32(dx) + cell_hash(cx + 71, cy + 29) - ra
+            py = np.float32(dy) + h - rb
+            d = px * px + py * py
+            closer = d < d1
+            d2 = np.where(closer, d1, np.minimum(d2, d))
+            d1 = np.where(closer, d, d1)
+            best = np.where(closer, h, best)
+    var = np.clip(prm[3], 0.0, 1.0)
+    cell = 1.0 + var * (best - 0.5) * 1.6
+    col = alb * cell + (_second_colour(alb, best) - alb) * (var * best * 0.6)
+    border = np.clip((np.sqrt(d2) - np.sqrt(d1)) * 8.0, 0.0, 1.0)
+    return col * (1.0 - np.clip(prm[2], 0.0, 1.0) * (1.0 - border))
+
+
+def tex_stripes(s: np.ndarray, t: np.ndarray, prm: np.ndarray, alb: np.ndarray) -> np.ndarray:
+    period = np.maximum(prm[1], np.float32(0.01))
+    u = (s * np.cos(prm[2]) + t * np.sin(prm[2])) / period + _offset(prm)
+    duty = prm[3]
+    smooth = _f(duty > 1.0)
+    square = _f(_frac(u) < np.clip(duty, 0.05, 0.95))
+    wave = 0.5 + 0.5 * np.sin(_TWO_PI * u)
+    m = square + (wave - square) * smooth
+    return alb + (_second_colour(alb, _frac(prm[0] * 7.0)) - alb) * m
+
+
+def tex_dead_leaves(s: np.ndarray, t: np.ndarray, prm: np.ndarray, alb: np.ndarray) -> np.ndarray:
+    size = np.maximum(prm[1], np.float32(0.02))
+    off = _offset(prm)
+    colourful = np.clip(prm[3], 0.0, 1.0)
+    out = alb * (0.75 + 0.25 * vnoise(s / size + off, t / size))
+    # coarse to fine layers of discs, each disc inside its own lattice cell (no neighbour
+    # search); later (finer) layers occlude earlier ones, as leaves falling on top
+    for k in range(4):
+        cell = size * np.float32(0.55**k)
+        a = s / cell + off + np.float32(0.37 * k)
+        b = t / cell + np.float32(0.61 * k)
+        ia = np.floor(a).astype(np.intp)
+        ib = np.floor(b).astype(np.intp)
+        h1 = cell_hash(ia + 13 * k, ib)
+        h2 = cell_hash(ia, ib + 31 * k + 7)
+        h3 = cell_hash(ia + 5, ib + 11 * k + 3)
+        r = 0.22 + 0.26 * h1
+        cxp = ia + 0.5 + (h2 - 0.5) * (1.0 - 2.0 * r)
+        cyp = ib + 0.5 + (h3 - 0.5) * (1.0 - 2.0 * r)
+        inside = (a - cxp) ** 2 + (b - cyp) ** 2 < r * r
+        lum = 0.35 + 1.3 * h2
+        tint = np.stack([h1, h3, cell_hash(ia + 17, ib + 19)])
+        leaf = alb * lum + (tint - alb * lum) * colourful
+        out = _blend(out, inside, leaf)
+    return np.clip(out, 0.0, 1.0)
+
+
 TEXTURES: tuple[Callable[..., np.ndarray], ...] = (
     tex_plain,
     tex_wallpaper,
@@ -418,6 +533,11 @@ TEXTURES: tuple[Callable[..., np.ndarray], ...] = (
     tex_books,
     tex_door,
     tex_fence,
+    tex_photo,
+    tex_fbm,
+    tex_voronoi,
+    tex_stripes,
+    tex_dead_leaves,
 )
 if len(TEXTURES) != NUM_MATERIALS:  # pragma: no cover - guards edits of the table above
     raise RuntimeError("TEXTURES must list one function per material id")
@@ -476,6 +596,12 @@ for _m, _size, _param, _mean in (
     (GLASS, 1.0, 0.0, 0.85),
     (BOOKS, 0.045, 0.0, 0.6),
     (FENCE, 0.14, 0.0, 0.7),
+    # randomised-domain materials: detail relative to their size parameter
+    (PHOTO, 0.0, 4.0 / 128.0, 1.0),
+    (FBM, 0.0, 0.125, 1.0),
+    (VORONOI, 0.0, 0.3, 1.0),
+    (STRIPES, 0.0, 0.5, 1.0),
+    (DEAD_LEAVES, 0.0, 0.1, 1.0),
 ):
     _DETAIL_SIZE[_m], _DETAIL_PARAM[_m], _DETAIL_MEAN[_m] = _size, _param, _mean
 

@@ -32,7 +32,7 @@ from depth_perception.synthetic.classes import FAMILIES, check_family, classes_f
 from depth_perception.synthetic.indoor import build_indoor
 from depth_perception.synthetic.raster import Rasterizer
 from depth_perception.synthetic.road import build_road
-from depth_perception.synthetic.scene import SKY_SID, Scene
+from depth_perception.synthetic.scene import SKY_SID, LoopPath, Scene
 from depth_perception.synthetic.textures import (
     TEXTURES,
     apply_textures,
@@ -111,14 +111,27 @@ class SyntheticWorld:
         self.family = family
         self.seed = int(seed)
         self.scene_index = int(scene_index)
-        self.intrinsics = CameraIntrinsics.from_hfov(int(width), int(height), float(hfov_deg))
+        self.intrinsics = CameraIntrinsics.from_hfov(
+            int(width), int(height), self._choose_hfov(float(hfov_deg))
+        )
         self._names, self._palette = classes_for(family)
-        self._depth_range = DEPTH_RANGES[family]
+        self._depth_range = self._nominal_depth_range()
 
-        builder = build_indoor if family == "indoor" else build_road
-        self.scene, self.path = builder(_seed_sequence(seed, family, scene_index, 0))
+        self.scene, self.path = self._build_scene(_seed_sequence(seed, family, scene_index, 0))
         self._raster = Rasterizer(self.intrinsics, near=0.05, far=self._depth_range[1])
         self._prepare_shading(sensor_noise)
+
+    # ------------------------------------------------------------------ hooks (subclasses)
+    def _choose_hfov(self, hfov_deg: float) -> float:
+        """Horizontal field of view of this world's camera (degrees)."""
+        return hfov_deg
+
+    def _nominal_depth_range(self) -> tuple[float, float]:
+        return DEPTH_RANGES[self.family]
+
+    def _build_scene(self, rng: np.random.Generator) -> tuple[Scene, LoopPath]:
+        builder = build_indoor if self.family == "indoor" else build_road
+        return builder(rng)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -210,6 +223,10 @@ class SyntheticWorld:
             ).T.astype(np.float32)
         )
         self._inv_f = np.float32(2.0 / (self.intrinsics.fx + self.intrinsics.fy))
+        self._prepare_sensor(sensor_noise)
+
+    def _prepare_sensor(self, sensor_noise: float) -> None:
+        """Sensor noise pattern and vignetting of ``_finish``."""
         intr = self.intrinsics
         w, h = intr.width, intr.height
         rng = _seed_sequence(self.seed, self.family, self.scene_index, 1)
@@ -238,9 +255,12 @@ class SyntheticWorld:
         return col + (np.float32(0.95) - col) * cover
 
     def _light(
-        self, col: np.ndarray, rec: np.ndarray, pts: np.ndarray, z: np.ndarray
+        self, col: np.ndarray, rec: np.ndarray, pts: np.ndarray, z: np.ndarray, d: np.ndarray
     ) -> np.ndarray:
-        """Lambert + ambient (+ point light, contact shadows, emission, fog) of (3, n) albedo."""
+        """Lambert + ambient (+ point light, contact shadows, emission, fog) of (3, n) albedo.
+
+        ``d`` (3, n): the view rays (unused here; view-dependent shading in subclasses).
+        """
         light = self.scene.lighting
         shade = rec[18]
         nrm = rec[15:18]
@@ -327,20 +347,25 @@ class SyntheticWorld:
                         lab = np.take(scene.surf_label, sh)
                         col = TEXTURES[m](s, t, prm, alb)
                         col = filter_detail(col, alb, m, prm, footprint)
-                    col = self._light(col, rec, pts, z)
+                    col = self._light(col, rec, pts, z, d)
                     depth[idx] = z
                 labels[idx] = lab
                 for c in range(3):
                     rgb[c][idx] = col[c]
 
         img = cv2.merge([rgb[0].reshape(h, w), rgb[1].reshape(h, w), rgb[2].reshape(h, w)])
+        return self._finish(img, index), depth, labels
+
+    def _finish(self, img: np.ndarray, index: int) -> np.ndarray:
+        """The camera: (H, W, 3) float32 linear radiance in [0, 1] -> 8-bit RGB of frame index."""
+        h, w = img.shape[:2]
         img = cv2.GaussianBlur(img, (3, 3), 0.6)
         img *= self._gain
         oy = (index * 7919) % _NOISE_MARGIN
         ox = (index * 104729 // _NOISE_MARGIN) % _NOISE_MARGIN
         img += self._noise[oy : oy + h, ox : ox + w]  # includes the +0.5 of rounding
         np.clip(img, 0.0, 255.0, out=img)
-        return img.astype(np.uint8), depth, labels
+        return img.astype(np.uint8)
 
 
 def benchmark_renderer(

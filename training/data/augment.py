@@ -26,12 +26,18 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
+from training.data.base import class_names_of
 from training.data.sample import Sample
+
+if TYPE_CHECKING:
+    from training.config import DataConfig
 
 _FLIP = np.diag([-1.0, 1.0, 1.0, 1.0])
 
@@ -299,3 +305,50 @@ def train_transform(
     if channel_swap > 0:
         steps.append(RandomChannelSwap(channel_swap, seed=seed + 3))
     return Compose(steps)
+
+
+def training_augmentations(cfg: DataConfig) -> list[Callable]:
+    """Random crop (``data.random_crop``), flips and photometric jitter of the training split."""
+    transforms: list[Callable] = []
+    if cfg.random_crop is not None:
+        transforms.append(RandomCrop(*cfg.random_crop))
+    if cfg.augment:
+        transforms += [RandomHorizontalFlip(0.5), ColorJitter()]
+    return transforms
+
+
+class SeededAugmentation(Dataset):
+    """Applies random transforms with a generator seeded by ``(seed, epoch, index)``.
+
+    Each sample's augmentation is then a function of the sample and the epoch alone, not of
+    the DataLoader worker that loads it or of how many samples that worker loaded before, so a
+    resumed run sees exactly the data an uninterrupted one would. Call :meth:`set_epoch` before
+    each epoch (before the DataLoader starts its workers).
+
+    Args:
+        dataset: The un-augmented data set.
+        transforms: Transforms of this module; random ones get the explicit ``rng``.
+        seed: Run seed.
+    """
+
+    def __init__(self, dataset: Dataset, transforms: Sequence[Callable], seed: int) -> None:
+        self.dataset = dataset
+        self.transforms = list(transforms)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.class_names = class_names_of(dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        sample = self.dataset[index]
+        if not self.transforms:
+            return sample
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, int(index)]))
+        for t in self.transforms:
+            sample = t(sample, rng) if isinstance(t, RandomTransform) else t(sample)
+        return sample

@@ -62,6 +62,13 @@ class SampleDataset(Dataset):
         return sample
 
 
+def class_names_of(dataset: Dataset) -> tuple[str, ...]:
+    """``class_names`` of a data set, or of the data set inside a Subset / wrapper."""
+    while not hasattr(dataset, "class_names") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    return tuple(getattr(dataset, "class_names", ()))
+
+
 def read_rgb(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an 8-bit colour (or grey) image file as HxWx3 uint8 RGB.
 

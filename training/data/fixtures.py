@@ -60,6 +60,32 @@ class NYUFixture:
     names: list[str] = field(default_factory=list)
 
 
+# Raw classes 1..21 of nyu_depth_v2_labeled.mat's ``names``, in the file's order.
+NYU_FIRST_RAW_NAMES = (
+    "book",
+    "bottle",
+    "cabinet",
+    "ceiling",
+    "chair",
+    "cone",
+    "counter",
+    "dishwasher",
+    "faucet",
+    "fire extinguisher",
+    "floor",
+    "garbage bin",
+    "microwave",
+    "paper towel dispenser",
+    "paper",
+    "pot",
+    "refridgerator",
+    "stove burner",
+    "table",
+    "unknown",
+    "wall",
+)
+
+
 def _matlab_header(path: Path) -> None:
     # MATLAB v7.3 files are HDF5 with a 512-byte user block starting with this text.
     text = (
@@ -93,7 +119,7 @@ def write_nyu_fixture(
     yi = np.arange(height)[:, None]
     labels = np.stack([(xi // 8 + yi // 8 + n) % 896 for n in range(count)]).astype(np.uint16)
     labels[labels > 894] = 0
-    names = ["wall", "floor", "cabinet", "bed"] + [f"name{i}" for i in range(5, 895)]
+    names = [*NYU_FIRST_RAW_NAMES, *(f"name{i}" for i in range(22, 895))]
     mat_path = d / "nyu_depth_v2_labeled.mat"
     with h5py.File(mat_path, "w", userblock_size=512) as f:
         # MATLAB writes column-major: h5py sees (N, 3, W, H), (N, W, H)
@@ -268,8 +294,8 @@ def sun_bitshift_encode(mm: np.ndarray) -> np.ndarray:
     return (mm << np.uint16(3)) | (mm >> np.uint16(13))
 
 
-def write_sunrgbd_fixture(directory: str | os.PathLike[str]) -> SunFixture:
-    """Four SUN RGB-D images (numbers 1, 2: test; 5051, 5052: train) of varying sizes."""
+def write_sunrgbd_flat_fixture(directory: str | os.PathLike[str]) -> SunFixture:
+    """Four SUN RGB-D images in the flat layout (numbers 1, 2: test; 5051, 5052: train)."""
     root = Path(directory)
     numbers = {"test": [1, 2], "train": [5051, 5052]}
     sizes = {1: (64, 48), 2: (73, 53), 5051: (68, 53), 5052: (64, 48)}
@@ -284,6 +310,174 @@ def write_sunrgbd_fixture(directory: str | os.PathLike[str]) -> SunFixture:
         (root / "intrinsics").mkdir(parents=True, exist_ok=True)
         np.savetxt(root / "intrinsics" / f"{stem}.txt", k, fmt="%.6f")
     return SunFixture(root, numbers, sizes, ks)
+
+
+@dataclass
+class SunOfficialScene:
+    """One image of the official fixture, as the loader must return it."""
+
+    scene: str  # directory relative to SUNRGBD/
+    rgbname: str
+    depthname: str
+    size: tuple[int, int]  # (W, H)
+    k: np.ndarray
+    depth_bfx_mm: np.ndarray
+    depth_raw_mm: np.ndarray
+    seglabel: np.ndarray  # H x W raw ids 0..37
+    split: str  # "train" or "test"
+    on_disk: bool = True
+
+
+@dataclass
+class SunOfficialFixture:
+    root: Path  # holds SUNRGBD/ and SUNRGBDtoolbox/
+    scenes: list[SunOfficialScene]  # in the toolbox's (SUNRGBDMeta) order
+
+
+def _write_matlab_v73_struct_of_refs(
+    path: Path, struct: str, fields: dict[str, list[np.ndarray]]
+) -> None:
+    """A MATLAB v7.3 (HDF5) file with a 1 x N struct array whose fields hold matrices.
+
+    MATLAB writes such a struct as a group with one (N, 1) dataset of object references per
+    field, pointing into ``#refs#``; each matrix is stored column-major, so an H x W map is an
+    (W, H) HDF5 dataset. This is how the toolbox's ``SUNRGBD2Dseg.mat`` is laid out.
+    """
+    import h5py
+
+    with h5py.File(path, "w", userblock_size=512) as f:
+        refs = f.create_group("#refs#")
+        group = f.create_group(struct)
+        group.attrs["MATLAB_class"] = np.bytes_("struct")
+        for name, mats in fields.items():
+            ref_list = []
+            for i, m in enumerate(mats):
+                ds = refs.create_dataset(f"{name}{i}", data=np.ascontiguousarray(m.T))
+                ds.attrs["MATLAB_class"] = np.bytes_("double")
+                ref_list.append(ds.ref)
+            field_ds = group.create_dataset(name, (len(mats), 1), dtype=h5py.ref_dtype)
+            field_ds[:, 0] = ref_list
+            field_ds.attrs["MATLAB_class"] = np.bytes_("cell")
+    _matlab_header(path)
+
+
+def write_sunrgbd_official_fixture(directory: str | os.PathLike[str]) -> SunOfficialFixture:
+    """SUN RGB-D as ``SUNRGBD.zip`` and ``SUNRGBDtoolbox.zip`` unpack, five images.
+
+    One scene per sensor, with the directory depths and file names of the release (kv1/NYUdata,
+    kv2/kinect2data, realsense/sh, xtion/sun3ddata three levels deep), plus a kv2/align_kv2
+    scene that the toolbox lists but that is not on disk (a partial download). Paths in
+    ``SUNRGBDMeta.mat`` and ``allsplit.mat`` carry the toolbox's ``/n/fs/sun3d/data/`` prefix;
+    allsplit entries of two scenes end with ``/``. Depth is the bit-rotated millimetres of
+    :func:`sun_depth_mm` (``depth_bfx``) and the same minus 7 mm with a 0 column (``depth``);
+    labels are :func:`sun_labels`, stored as doubles.
+    """
+    from scipy.io import savemat
+
+    root = Path(directory)
+    data_dir = root / "SUNRGBD"
+    tb = root / "SUNRGBDtoolbox"
+    specs = [
+        ("kv1/NYUdata/NYU0001", "NYU0001.jpg", "NYU0001.png", (64, 48), "test"),
+        (
+            "kv2/kinect2data/000002_2014-05-26_14-23-37_260595134347_rgbf000103-resize",
+            "0000103.jpg",
+            "0000103.png",
+            (73, 53),
+            "train",
+        ),
+        (
+            "kv2/align_kv2/2014-12-17_14-40-25_260595134347",
+            "0000074.jpg",
+            "0000074.png",
+            (64, 48),
+            "train",
+        ),
+        (
+            "realsense/sh/2014_10_21-18_14_02-1311000073",
+            "0000049.jpg",
+            "0000049.png",
+            (68, 53),
+            "train",
+        ),
+        (
+            "xtion/sun3ddata/mit_76_studyroom/76-1studyroom2/0002111-000070763319",
+            "0002111-000070763319.jpg",
+            "0002111-000070763319.png",
+            (64, 48),
+            "test",
+        ),
+    ]
+    scenes = []
+    for n, (scene, rgbname, depthname, (w, h), split) in enumerate(specs, start=1):
+        on_disk = "align_kv2" not in scene
+        k = np.array([[52.9 + n, 0, w / 2 - 0.5], [0, 53.1 + n, h / 2], [0, 0, 1]])
+        bfx = sun_depth_mm(w, h, n)
+        bfx[-1, -1] = 9500  # beyond the toolbox's 8 m clamp
+        raw = np.where(bfx > 0, bfx - 7, 0).astype(np.uint16)
+        raw[:, 5] = 0
+        item = SunOfficialScene(
+            scene, rgbname, depthname, (w, h), k, bfx, raw, sun_labels(w, h, n), split, on_disk
+        )
+        scenes.append(item)
+        if not on_disk:
+            continue
+        d = data_dir / scene
+        (d / "image").mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(d / "image" / rgbname), pattern_rgb(w, h, 40 * n)[..., ::-1]):
+            raise OSError(f"cannot write {d / 'image' / rgbname}")
+        _write_png(d / "depth_bfx" / depthname, sun_bitshift_encode(bfx))
+        _write_png(d / "depth" / depthname, sun_bitshift_encode(raw))
+        np.savetxt(d / "intrinsics.txt", k, fmt="%.6f")
+        (d / "scene.txt").write_text("bedroom\n")
+    prefix = "/n/fs/sun3d/data/SUNRGBD/"
+    meta = np.zeros(
+        (1, len(scenes)),
+        dtype=[
+            (f, object)
+            for f in ("sequenceName", "rgbpath", "depthpath", "rgbname", "depthname", "K")
+        ],
+    )
+    for i, sc in enumerate(scenes):
+        meta[0, i] = (
+            f"SUNRGBD/{sc.scene}",
+            f"{prefix}{sc.scene}/image/{sc.rgbname}",
+            f"{prefix}{sc.scene}/depth_bfx/{sc.depthname}",
+            sc.rgbname,
+            sc.depthname,
+            sc.k,
+        )
+    (tb / "Metadata").mkdir(parents=True, exist_ok=True)
+    savemat(tb / "Metadata" / "SUNRGBDMeta.mat", {"SUNRGBDMeta": meta})
+    _write_matlab_v73_struct_of_refs(
+        tb / "Metadata" / "SUNRGBD2Dseg.mat",
+        "SUNRGBD2Dseg",
+        {
+            "seglabel": [sc.seglabel.astype(np.float64) for sc in scenes],
+            # the full-name labels (ids into each image's own name list): must not be read
+            "seglabelall": [sc.seglabel.astype(np.float64) + 100 for sc in scenes],
+        },
+    )
+
+    def cell(paths: list[str]) -> np.ndarray:
+        arr = np.empty((1, len(paths)), dtype=object)
+        arr[0, :] = paths
+        return arr
+
+    split_paths = {
+        s: [
+            f"{prefix}{sc.scene}" + ("/" if j % 2 else "")
+            for j, sc in enumerate(scenes)
+            if sc.split == s
+        ]
+        for s in ("train", "test")
+    }
+    (tb / "traintestSUNRGBD").mkdir(parents=True, exist_ok=True)
+    savemat(
+        tb / "traintestSUNRGBD" / "allsplit.mat",
+        {"alltrain": cell(split_paths["train"]), "alltest": cell(split_paths["test"])},
+    )
+    return SunOfficialFixture(root, scenes)
 
 
 # --------------------------------------------------------------------------- Cityscapes
@@ -482,3 +676,81 @@ def write_rosbag_fixture(
                 ts.serialize_cdr(image_msg(dns, darr, depth_encoding), image_t.__msgtype__),
             )
     return RosbagFixture(out, rgb_frames, depth_frames, intr, stamps, topics)
+
+
+# --------------------------------------------------------------------------- Middlebury 2014
+# calib.txt of Motorcycle-perfect (Middlebury 2014), the layout every scene's file has.
+MIDDLEBURY_CALIB_TEMPLATE = (
+    "cam0=[{f} 0 {cx}; 0 {f} {cy}; 0 0 1]\n"
+    "cam1=[{f} 0 {cx1}; 0 {f} {cy}; 0 0 1]\n"
+    "doffs={doffs}\n"
+    "baseline={baseline}\n"
+    "width={width}\n"
+    "height={height}\n"
+    "ndisp=270\n"
+    "isint=0\n"
+    "vmin=23\n"
+    "vmax=245\n"
+    "dyavg=0\n"
+    "dymax=0\n"
+)
+
+
+@dataclass
+class MiddleburyScene:
+    path: Path
+    image: np.ndarray  # HxWx3 uint8 RGB, as the loader must return it
+    disparity: np.ndarray  # HxW float32 top row first, inf = unknown
+    focal: float  # px
+    cx: float
+    cy: float
+    doffs: float  # px
+    baseline_mm: float
+
+
+def write_pfm(path: Path, data: np.ndarray, little_endian: bool = True) -> None:
+    """A PFM exactly as Middlebury's tools write it: ``Pf``, size, signed scale, rows bottom-up."""
+    data = np.asarray(data, dtype=np.float32)
+    magic = b"Pf" if data.ndim == 2 else b"PF"
+    height, width = data.shape[:2]
+    scale = b"-1" if little_endian else b"1"
+    rows = np.ascontiguousarray(data[::-1]).astype("<f4" if little_endian else ">f4")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(magic + b"\n%d %d\n" % (width, height) + scale + b"\n" + rows.tobytes())
+
+
+def write_middlebury_fixture(
+    directory: str | os.PathLike[str],
+    sizes: Sequence[tuple[int, int]] = ((8, 6), (10, 7)),
+    big_endian_scene: int | None = 1,
+) -> list[MiddleburyScene]:
+    """Scenes ``scene<i>-perfect`` in the Middlebury 2014 layout (im0.png, disp0.pfm, calib.txt).
+
+    Scene i's disparity grows linearly down the rows (so true inverse depth is linear in the
+    row), with one unknown (inf) pixel; scene ``big_endian_scene`` writes a big-endian PFM.
+    """
+    root = Path(directory)
+    scenes = []
+    for i, (width, height) in enumerate(sizes):
+        path = root / f"scene{i}-perfect"
+        image = pattern_rgb(width, height, tag=40 + i)
+        rows = np.arange(height, dtype=np.float32)[:, None]
+        disparity = np.repeat(20.0 + (3.0 + i) * rows, width, axis=1).astype(np.float32)
+        disparity[0, width - 1] = np.inf
+        focal, doffs, baseline = 400.0 + 50 * i, 12.5 + i, 160.0 + 10 * i
+        cx, cy = (width - 1) / 2.0 + 0.25, (height - 1) / 2.0 - 0.5
+        _write_png(path / "im0.png", image, rgb=True)
+        write_pfm(path / "disp0.pfm", disparity, little_endian=i != big_endian_scene)
+        calib = MIDDLEBURY_CALIB_TEMPLATE.format(
+            f=focal,
+            cx=cx,
+            cx1=cx + doffs,
+            cy=cy,
+            doffs=doffs,
+            baseline=baseline,
+            width=width,
+            height=height,
+        )
+        (path / "calib.txt").write_text(calib, encoding="utf-8")
+        scenes.append(MiddleburyScene(path, image, disparity, focal, cx, cy, doffs, baseline))
+    return scenes

@@ -11,18 +11,27 @@ Supported files (the originals, unchanged):
 * ``splits.mat``: MATLAB v5 (scipy.io.loadmat) with ``trainNdxs`` (795) and ``testNdxs``
   (654, the Eigen test set), 1-based indices into the labelled set.
 
-Labels: the raw ids 1..894 do not fit the uint8 label format, so ``labels`` are all 255
-unless ``label_mapping`` is given: an integer array indexed by raw id (``mapping[0]`` should
-be 255) whose values are class ids 0..254 or 255 (ignore), e.g. a NYU-40 or NYU-13 mapping
-that you supply with its ``class_names``. ``raw_labels=True`` puts the uint16 raw ids in
-``sample.meta["raw_labels"]``. Depth: invalid (0) where the file has 0 / NaN; the labelled
-set's depths are in-painted, so nearly every pixel is valid.
+Labels: ``classes`` picks the class set, shipped in ``training/data/nyu_classes.yaml`` (its
+header names the sources):
+
+* ``"nyu40"``: the 40 classes of Gupta et al. (CVPR 2013), ids 0..39 (wall, floor, cabinet, ...,
+  otherprop), the usual NYU v2 segmentation benchmark;
+* ``"nyu13"``: the 13 classes of Couprie et al. (ICLR 2013), ids 0..12 (bed, books, ceiling, ...);
+* ``"raw"`` (default): no class set. ``labels`` are all 255 unless ``label_mapping`` is given:
+  an integer array indexed by raw id (``mapping[0]`` should be 255) whose values are class ids
+  0..254 or 255 (ignore), with its ``class_names``.
+
+Raw id 0 (unlabelled) is 255 (ignore) in every class set. ``raw_labels=True`` puts the uint16
+raw ids in ``sample.meta["raw_labels"]``. Depth: invalid (0) where the file has 0 / NaN; the
+labelled set's depths are in-painted, so nearly every pixel is valid.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +48,53 @@ NYU_INTRINSICS = CameraIntrinsics(
 )
 NYU_NUM_RAW_CLASSES = 894
 SPLITS = ("train", "test", "all")
+NYU_CLASS_SETS = ("raw", "nyu40", "nyu13")
+# Raw ids and names of the official file's ``names`` that the class tables rely on.
+_RAW_NAME_CHECKS = {3: "cabinet", 4: "ceiling", 5: "chair", 11: "floor", 19: "table", 21: "wall"}
+_CLASS_FILE = "nyu_classes.yaml"
+
+
+@cache
+def _class_table() -> dict[str, Any]:
+    import yaml
+
+    text = resources.files("training.data").joinpath(_CLASS_FILE).read_text(encoding="utf-8")
+    table = yaml.safe_load(text)
+    raw_to_40 = np.asarray(table["nyu40"]["from_raw"], dtype=np.int64)
+    to_13 = np.asarray(table["nyu13"]["from_nyu40"], dtype=np.int64)
+    # A damaged data file must not silently mislabel: check its shape and ranges.
+    if raw_to_40.shape != (NYU_NUM_RAW_CLASSES,) or raw_to_40.min() < 1 or raw_to_40.max() > 40:
+        raise ValueError(f"{_CLASS_FILE}: nyu40.from_raw must be 894 ids in 1..40")
+    if to_13.shape != (41,) or to_13[0] != 0 or to_13[1:].min() < 1 or to_13.max() > 13:
+        raise ValueError(f"{_CLASS_FILE}: nyu13.from_nyu40 must be 41 ids, 0 then 1..13")
+    if len(table["nyu40"]["names"]) != 40 or len(table["nyu13"]["names"]) != 13:
+        raise ValueError(f"{_CLASS_FILE}: expected 40 and 13 class names")
+    return {
+        "raw_to_40": raw_to_40,
+        "to_13": to_13,
+        "names40": table["nyu40"]["names"],
+        "names13": table["nyu13"]["names"],
+    }
+
+
+def nyu_class_mapping(classes: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The standard NYU v2 class set ``classes`` (``"nyu40"`` or ``"nyu13"``).
+
+    Returns:
+        ``(mapping, names)``: ``mapping`` (895,) uint8 indexed by raw id 0..894, giving class
+        ids ``0..len(names) - 1`` and 255 for raw id 0 (unlabelled); ``names[i]`` is class i.
+
+    Raises:
+        ValueError: unknown class set.
+    """
+    if classes not in ("nyu40", "nyu13"):
+        raise ValueError(f"classes must be 'nyu40' or 'nyu13' here, got {classes!r}")
+    table = _class_table()
+    ids = table["raw_to_40"] if classes == "nyu40" else table["to_13"][table["raw_to_40"]]
+    mapping = np.full(NYU_NUM_RAW_CLASSES + 1, IGNORE_LABEL, dtype=np.uint8)
+    mapping[1:] = ids - 1  # the tables count classes from 1; Sample labels count from 0
+    names = table["names40"] if classes == "nyu40" else table["names13"]
+    return mapping, tuple(str(n) for n in names)
 
 
 def read_nyu_splits(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -72,14 +128,16 @@ class NYUDepthV2Dataset(SampleDataset):
         mat_path: ``nyu_depth_v2_labeled.mat``.
         split: ``"train"`` (795), ``"test"`` (654) or ``"all"``.
         splits_path: the official ``splits.mat``; required unless ``split == "all"``.
-        label_mapping: optional raw id -> class id array (see module docstring).
-        class_names: names of the mapped classes (default ``class_<i>``).
+        classes: ``"nyu40"``, ``"nyu13"`` or ``"raw"`` (see the module docstring).
+        label_mapping: with ``classes="raw"``: your own raw id -> class id array.
+        class_names: names of the classes of ``label_mapping`` (default ``class_<i>``).
         raw_labels: also return the raw uint16 ids in ``meta["raw_labels"]``.
         transform: applied to every sample.
 
     Raises:
         ValueError: unknown split, missing splits file, malformed mapping, or a file without
-            the expected datasets.
+            the expected datasets, or ``label_mapping`` / ``class_names`` with a named class
+            set.
     """
 
     name = "nyu_depth_v2"
@@ -89,6 +147,7 @@ class NYUDepthV2Dataset(SampleDataset):
         mat_path: str | os.PathLike[str],
         split: str = "train",
         splits_path: str | os.PathLike[str] | None = None,
+        classes: str = "raw",
         label_mapping: Sequence[int] | np.ndarray | None = None,
         class_names: Sequence[str] | None = None,
         raw_labels: bool = False,
@@ -99,6 +158,16 @@ class NYUDepthV2Dataset(SampleDataset):
 
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if classes not in NYU_CLASS_SETS:
+            raise ValueError(f"classes must be one of {NYU_CLASS_SETS}, got {classes!r}")
+        if classes != "raw":
+            if label_mapping is not None or class_names is not None:
+                raise ValueError(
+                    f"classes={classes!r} brings its own mapping and names; give label_mapping "
+                    "and class_names only with classes='raw'"
+                )
+            label_mapping, class_names = nyu_class_mapping(classes)
+        self.classes = classes
         self.mat_path = Path(mat_path)
         if not self.mat_path.is_file():
             raise ValueError(f"NYU file {self.mat_path} not found")
@@ -115,6 +184,8 @@ class NYUDepthV2Dataset(SampleDataset):
             self._count = int(shape[0])
             self._has_labels = "labels" in f
             self._raw_names = self._read_names(f)
+        if classes != "raw":
+            self._check_raw_order(classes)
         width, height = int(shape[2]), int(shape[3])
         # The labelled set is 640x480; other sizes (resampled copies) scale the camera.
         self.intrinsics = NYU_INTRINSICS.scaled(width, height)
@@ -164,6 +235,17 @@ class NYUDepthV2Dataset(SampleDataset):
             return tuple(_decode_matlab_string(f[ref][()]) for ref in refs)
         except (KeyError, TypeError, ValueError, OSError):
             return ()
+
+    def _check_raw_order(self, classes: str) -> None:
+        # The standard tables index the official file's raw ids; a copy with its classes
+        # renumbered would be mislabelled silently. Files without ``names`` cannot be checked.
+        for raw_id, name in _RAW_NAME_CHECKS.items():
+            if len(self._raw_names) >= raw_id and self._raw_names[raw_id - 1] != name:
+                raise ValueError(
+                    f"{self.mat_path}: raw class {raw_id} is {self._raw_names[raw_id - 1]!r}, "
+                    f"not {name!r}: its classes are not in the order of the official "
+                    f"nyu_depth_v2_labeled.mat, which classes={classes!r} requires"
+                )
 
     @property
     def raw_class_names(self) -> tuple[str, ...]:

@@ -17,6 +17,10 @@ RGB frame takes the depth frame nearest in time, if within ``tolerance_s`` (defa
 and the camera_info nearest in time. RGB frames without depth are left out (counted in
 ``unpaired``). With ``frame_offsets``, ``neighbours`` are the RGB frames that many messages
 before / after the target (``poses`` None).
+
+Splits are contiguous in time, so validation frames are not interleaved with (near-duplicate)
+training frames: ``val`` is the last ``val_fraction`` of the usable frames (at least one),
+``train`` the frames before them, ``all`` every frame.
 """
 
 from __future__ import annotations
@@ -76,10 +80,14 @@ class RosbagDataset(SampleDataset):
         intrinsics: fixed intrinsics instead of a CameraInfo topic (scaled to the image size).
         tolerance_s: largest RGB-depth stamp difference for a pair, seconds.
         frame_offsets: RGB neighbours to return, in messages (e.g. ``(-1, 1)``).
+        split: ``"all"``, ``"train"`` (the frames before the last ``val_fraction``) or
+            ``"val"`` (the last ``val_fraction`` of the usable frames, at least one).
+        val_fraction: share of the recording, at its end, held out as ``val``.
         transform: applied to every sample.
 
     Raises:
-        ValueError: missing bag or topics, wrong message types, or no pair within tolerance.
+        ValueError: missing bag or topics, wrong message types, no pair within tolerance, an
+            unknown split, or too few frames to split.
     """
 
     name = "rosbag"
@@ -93,9 +101,16 @@ class RosbagDataset(SampleDataset):
         intrinsics: CameraIntrinsics | None = None,
         tolerance_s: float = 0.02,
         frame_offsets: Sequence[int] = (),
+        split: str = "all",
+        val_fraction: float = 0.1,
         transform: Transform | None = None,
     ) -> None:
         super().__init__(transform)
+        if split not in ("all", "train", "val"):
+            raise ValueError(f"split must be 'all', 'train' or 'val', got {split!r}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.split = split
         self.bag_path = Path(bag_path)
         if not self.bag_path.exists():
             raise ValueError(f"bag {self.bag_path} not found")
@@ -162,6 +177,15 @@ class RosbagDataset(SampleDataset):
                 f"{self.bag_path}: no usable frame on {rgb_topic} ({len(rgb)} RGB, {len(depth)} "
                 f"depth messages; tolerance {tolerance_s * 1e3:.0f} ms)"
             )
+        if split != "all":
+            n_val = max(1, round(len(self.items) * val_fraction))
+            if n_val >= len(self.items):
+                raise ValueError(
+                    f"{self.bag_path}: {len(self.items)} usable frames are too few for a "
+                    f"train/val split with val_fraction {val_fraction}; use split 'all'"
+                )
+            cut = len(self.items) - n_val
+            self.items = self.items[:cut] if split == "train" else self.items[cut:]
 
     def _check_topic(self, types: dict[str, str], topic: str, allowed: tuple[str, ...]) -> None:
         if topic not in types:

@@ -25,8 +25,9 @@ Conventions (identical for every dataset):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -243,3 +244,11 @@ def collate(
                 np.stack([np.stack(s.poses) for s in samples])  # type: ignore[arg-type]
             ).float()
     return batch
+
+
+def make_collate(mean: Sequence[float], std: Sequence[float], keep_raw: bool = False) -> Callable:
+    """:func:`collate` with the model's normalisation fixed (picklable for DataLoader workers).
+
+    ``keep_raw`` adds the [0, 1] images photometric (self-supervised) losses need.
+    """
+    return partial(collate, mean=tuple(mean), std=tuple(std), keep_raw=keep_raw)

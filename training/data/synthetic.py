@@ -6,9 +6,15 @@ Sample ``i`` is frame slot ``i % frames_per_scene`` of scene ``start + i // fram
 the slots are spread evenly along the scene's closed camera path. Sky (+inf depth) is invalid
 (``depth`` 0, ``valid`` False); labels are the family's classes (``classes_for(family)``).
 
+``domain`` selects the world: ``default`` (the furnished rooms / towns at a fixed field of
+view) or ``randomized`` (built for transfer to real cameras: randomised spaces, materials,
+lights and cameras with the field of view drawn per scene, see
+``depth_perception.synthetic.randomized``). In YAML: ``data.options.domain: randomized``.
+
 Frames are rendered on the fly (deterministic in seed, scene, frame and camera settings) or,
 with ``cache_dir``, rendered once and stored as one ``.npz`` per frame (written atomically,
-so several DataLoader workers can share a cache directory).
+so several DataLoader workers can share a cache directory, and a fixed set can be pre-rendered
+once so that training is not bound by the renderer).
 """
 
 from __future__ import annotations
@@ -43,11 +49,13 @@ class SyntheticDataset(SampleDataset):
         seed: global seed of the worlds.
         cache_dir: optional directory for rendered frames (.npz).
         num_scenes: use only the first ``num_scenes`` scenes of the split (default: all).
-        hfov_deg: horizontal field of view of the camera.
+        hfov_deg: horizontal field of view of the camera (``default`` domain only; the
+            randomised domain draws it per scene, and ``K`` follows).
         transform: applied to every sample.
+        domain: ``"default"`` or ``"randomized"``.
 
     Raises:
-        ValueError: unknown family or split, or non-positive sizes / counts.
+        ValueError: unknown family, split or domain, or non-positive sizes / counts.
     """
 
     name = "synthetic"
@@ -64,11 +72,14 @@ class SyntheticDataset(SampleDataset):
         num_scenes: int | None = None,
         hfov_deg: float = 70.0,
         transform: Transform | None = None,
+        domain: str = "default",
     ) -> None:
         super().__init__(transform)
         from depth_perception.synthetic.classes import classes_for
+        from depth_perception.synthetic.randomized import check_domain
 
         names, _ = classes_for(family)  # raises ValueError for an unknown family
+        check_domain(domain)
         if split not in SPLIT_SCENES:
             raise ValueError(f"split must be one of {tuple(SPLIT_SCENES)}, got {split!r}")
         if frames_per_scene < 1 or width < 8 or height < 8:
@@ -82,6 +93,7 @@ class SyntheticDataset(SampleDataset):
                 raise ValueError(f"num_scenes must be in 1..{stop - start} for {split!r}")
             stop = start + int(num_scenes)
         self.family = family
+        self.domain = domain
         self.split = split
         self.width, self.height = int(width), int(height)
         self.frames_per_scene = int(frames_per_scene)
@@ -107,21 +119,22 @@ class SyntheticDataset(SampleDataset):
 
     def path_of(self, index: int) -> str:
         scene, slot = self.scene_and_slot(index)
+        domain = "" if self.domain == "default" else f"{self.domain}/"
         return (
             str(self._cache_path(scene, slot, 0))
             if self.cache_dir
-            else (f"synthetic:{self.family}/seed{self.seed}/scene{scene}/slot{slot}")
+            else (f"synthetic:{domain}{self.family}/seed{self.seed}/scene{scene}/slot{slot}")
         )
 
     def world(self, scene: int) -> Any:
         """The ``SyntheticWorld`` of ``scene`` (kept in a small per-process cache)."""
-        from depth_perception.synthetic.world import SyntheticWorld
+        from depth_perception.synthetic.randomized import make_world
 
         if scene in self._worlds:
             self._worlds.move_to_end(scene)
             return self._worlds[scene]
-        world = SyntheticWorld(
-            self.family, self.width, self.height, self.seed, self.hfov_deg, scene_index=scene
+        world = make_world(
+            self.family, self.width, self.height, self.seed, self.hfov_deg, scene, self.domain
         )
         self._worlds[scene] = world
         while len(self._worlds) > self.max_worlds:
@@ -134,7 +147,10 @@ class SyntheticDataset(SampleDataset):
 
     def _cache_path(self, scene: int, slot: int, offset: int) -> Path:
         root = self.cache_dir if self.cache_dir is not None else Path(".")
-        tag = f"{self.family}_{self.width}x{self.height}_h{self.hfov_deg:g}_s{self.seed}"
+        if self.domain == "default":
+            tag = f"{self.family}_{self.width}x{self.height}_h{self.hfov_deg:g}_s{self.seed}"
+        else:  # the field of view is drawn per scene
+            tag = f"{self.domain}_{self.family}_{self.width}x{self.height}_s{self.seed}"
         return root / tag / f"{scene:05d}" / f"f{slot:04d}_o{offset:+d}.npz"
 
     def frame(self, scene: int, slot: int, offset: int = 0) -> dict[str, np.ndarray]:
@@ -207,6 +223,7 @@ class SyntheticSequenceDataset(SyntheticDataset):
         frame_offsets: Sequence[int] = (-1, 1),
         stride: int = 1,
         transform: Transform | None = None,
+        domain: str = "default",
     ) -> None:
         super().__init__(
             family,
@@ -219,6 +236,7 @@ class SyntheticSequenceDataset(SyntheticDataset):
             num_scenes,
             hfov_deg,
             transform,
+            domain,
         )
         self.frame_offsets = tuple(int(o) for o in frame_offsets)
         if not self.frame_offsets or 0 in self.frame_offsets or stride < 1:
@@ -246,3 +264,107 @@ class SyntheticSequenceDataset(SyntheticDataset):
                 "offsets": tuple(o * self.stride for o in self.frame_offsets),
             },
         )
+
+
+def _prerender_scenes(args: tuple[dict[str, Any], list[int], tuple[int, ...]]) -> int:
+    """Worker of :func:`prerender`: every slot (and offset) of the given scenes."""
+    kwargs, scenes, offsets = args
+    dataset = SyntheticDataset(**kwargs)
+    done = 0
+    for scene in scenes:
+        for slot in range(dataset.frames_per_scene):
+            for offset in offsets:
+                dataset.frame(scene, slot, offset)
+                done += 1
+        dataset._worlds.clear()  # one scene at a time: its world is built once
+    return done
+
+
+def prerender(
+    dataset: SyntheticDataset, workers: int = 1, offsets: Sequence[int] = (0,)
+) -> dict[str, float]:
+    """Render every frame of ``dataset`` into its ``cache_dir`` once, scene by scene.
+
+    Training then reads ``.npz`` files instead of rendering. Going scene by scene builds each
+    world once for all its frames (shuffled training builds one per sample), and ``workers``
+    processes share the scenes. Frames already in the cache are kept.
+
+    Args:
+        dataset: a data set with ``cache_dir`` set.
+        workers: worker processes.
+        offsets: path-frame offsets to store per slot (``(0,)``; a sequence data set also
+            needs its neighbours, e.g. ``(-1, 0, 1)``).
+
+    Returns:
+        ``frames``, ``seconds`` and ``bytes`` (size of the cache directory afterwards).
+
+    Raises:
+        ValueError: the data set has no ``cache_dir`` or ``workers`` < 1.
+    """
+    import time
+
+    if dataset.cache_dir is None:
+        raise ValueError("prerender needs a data set with cache_dir set")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    kwargs = {
+        "family": dataset.family,
+        "split": dataset.split,
+        "width": dataset.width,
+        "height": dataset.height,
+        "frames_per_scene": dataset.frames_per_scene,
+        "seed": dataset.seed,
+        "cache_dir": dataset.cache_dir,
+        "hfov_deg": dataset.hfov_deg,
+        "domain": dataset.domain,
+    }
+    scenes = list(range(*dataset.scene_range))
+    chunks = [scenes[i::workers] for i in range(workers) if scenes[i::workers]]
+    jobs = [(kwargs, chunk, tuple(int(o) for o in offsets)) for chunk in chunks]
+    start = time.perf_counter()
+    if workers == 1:
+        frames = sum(_prerender_scenes(job) for job in jobs)
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+            frames = sum(pool.map(_prerender_scenes, jobs))
+    seconds = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in Path(dataset.cache_dir).rglob("*.npz"))
+    return {"frames": float(frames), "seconds": seconds, "bytes": float(size)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.data.synthetic``: pre-render a synthetic split to a cache."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Pre-render synthetic frames to .npz files")
+    parser.add_argument("--cache-dir", required=True, help="data.options.cache_dir to fill")
+    parser.add_argument("--family", default="indoor")
+    parser.add_argument("--domain", default="default")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--height", type=int, default=192)
+    parser.add_argument("--frames-per-scene", type=int, default=8)
+    parser.add_argument("--num-scenes", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hfov-deg", type=float, default=70.0)
+    parser.add_argument("--offsets", type=int, nargs="+", default=[0])
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    dataset = SyntheticDataset(
+        args.family, args.split, args.width, args.height, args.frames_per_scene, args.seed,
+        args.cache_dir, args.num_scenes, args.hfov_deg, domain=args.domain,
+    )  # fmt: skip
+    res = prerender(dataset, args.workers, args.offsets)
+    print(
+        f"{res['frames']:.0f} frames in {res['seconds']:.1f} s "
+        f"({res['frames'] / max(res['seconds'], 1e-9):.1f} frames/s, {args.workers} workers); "
+        f"cache {res['bytes'] / 1e6:.1f} MB ({res['bytes'] / max(res['frames'], 1) / 1e3:.0f} "
+        f"kB per frame) in {args.cache_dir}"
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from training.losses import downsample_depth
 from training.objectives import Terms, register_objective
+from training.objectives.losses import downsample_depth
 
 if TYPE_CHECKING:
     from training.config import ExperimentConfig

@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from training.gradient_losses import (
+from training.objectives import Terms, register_objective
+from training.objectives.gradient_losses import (
     GRADIENT_COMBINE_MODES,
     gradient_consistency_loss,
     gradient_supervision_loss,
     scale_invariant_loss,
 )
-from training.losses import downsample_depth
-from training.objectives import Terms, register_objective
+from training.objectives.losses import downsample_depth
 
 if TYPE_CHECKING:
     from training.config import ExperimentConfig

@@ -39,8 +39,8 @@ import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from torch import nn
 
 from depth_perception.models.multidepth import depth_to_class, normalize_depth
-from training.losses import downsample_depth
 from training.objectives import Terms, register_objective, unwrap
+from training.objectives.losses import downsample_depth
 
 if TYPE_CHECKING:
     from training.config import ExperimentConfig

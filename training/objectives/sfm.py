@@ -18,9 +18,9 @@ Weights default to paper a's unsupervised setting (1, 0.2, 0.1; SfMLearner's).
 For ``sfm_gradient`` (paper a sec. IV-B) ``loss.args.stage`` selects the stage:
 
 * stage 1: the SfM losses on the depth decoder's depth plus ``gradient_weight`` x Eq. 1
-  (``training.gradient_losses.gradient_consistency_loss``) between the ``[-1, 0, 1]`` gradients
-  of that depth and the gradient decoder's output, summed over the scales; the model must be
-  built with ``refine: false``;
+  (``training.objectives.gradient_losses.gradient_consistency_loss``) between the
+  ``[-1, 0, 1]`` gradients of that depth and the gradient decoder's output, summed over the
+  scales; the model must be built with ``refine: false``;
 * stage 2: the SfM losses on the refined depth alone (``refine: true``; freeze the encoder and
   the depth and gradient decoders with ``train.freeze``).
 
@@ -42,8 +42,8 @@ import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from torch import nn
 
 from depth_perception.models.sfm import pose_vec_to_mat
-from training.gradient_losses import GRADIENT_COMBINE_MODES, gradient_consistency_loss
 from training.objectives import Terms, register_objective, unwrap
+from training.objectives.gradient_losses import GRADIENT_COMBINE_MODES, gradient_consistency_loss
 
 if TYPE_CHECKING:
     from training.config import ExperimentConfig

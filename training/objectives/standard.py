@@ -1,8 +1,8 @@
 """The supervised objectives every single-image model can use: ``multiscale`` and ``multitask``.
 
 ``multiscale``: paper d's multi-scale log-space BerHu + cross-entropy over the model's output
-scales (``training.losses.MultiScaleDepthSegLoss``); ``multitask``: paper e's
-``seg_lambda * CE + (1 - seg_lambda) * L_depth`` (``training.losses.MultitaskLoss``).
+scales (``training.objectives.losses.MultiScaleDepthSegLoss``); ``multitask``: paper e's
+``seg_lambda * CE + (1 - seg_lambda) * L_depth`` (``training.objectives.losses.MultitaskLoss``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from training.losses import LossTerms, MultiScaleDepthSegLoss, MultitaskLoss
 from training.objectives import register_objective, unwrap
+from training.objectives.losses import LossTerms, MultiScaleDepthSegLoss, MultitaskLoss
 
 if TYPE_CHECKING:
     from training.config import ExperimentConfig

@@ -36,7 +36,7 @@ from torchvision.models import densenet201
 
 from depth_perception.classes import IGNORE_LABEL
 from depth_perception.models.registry import IMAGENET_MEAN, IMAGENET_STD
-from training.datasets import make_collate
+from training.data.sample import make_collate
 
 
 def segment(model: nn.Module, images: torch.Tensor) -> torch.Tensor:

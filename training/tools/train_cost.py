@@ -66,12 +66,9 @@ class _Setup:
     def __init__(self, config: str, variant: Variant, batch_size: int | None) -> None:
         from depth_perception.models import get_model_info
         from training.config import load_config
-        from training.datasets import (
-            class_names_of,
-            data_depth_range,
-            make_collate,
-            make_dataset,
-        )
+        from training.data.base import class_names_of
+        from training.data.registry import data_depth_range, make_dataset
+        from training.data.sample import make_collate
         from training.objectives import build_objective
         from training.trainer import build_optimizer, build_training_model, seed_everything
 

@@ -48,7 +48,8 @@ def _val_loader(cfg):
     from torch.utils.data import DataLoader
 
     from depth_perception.models import get_model_info
-    from training.datasets import make_collate, make_dataset
+    from training.data.registry import make_dataset
+    from training.data.sample import make_collate
 
     info = get_model_info(cfg.model.name)
     data = make_dataset(cfg.data, cfg.data.val_split, length=cfg.data.val_length)
@@ -73,7 +74,7 @@ def val_l1(model: nn.Module, loader) -> float:
 @torch.no_grad()
 def score(model: nn.Module, cfg, loader) -> dict[str, float]:
     """:func:`val_l1` and the metrics the trainer's validation computes (same protocol)."""
-    from training.evaluate import evaluate
+    from training.evaluation import evaluate
 
     e = cfg.eval
     result = evaluate(
@@ -92,7 +93,8 @@ def score(model: nn.Module, cfg, loader) -> dict[str, float]:
 
 def initial_model(cfg) -> nn.Module:
     """The network as :func:`training.trainer.train` builds it before its first step."""
-    from training.datasets import class_names_of, data_depth_range, make_dataset
+    from training.data.base import class_names_of
+    from training.data.registry import data_depth_range, make_dataset
     from training.trainer import build_training_model, seed_everything
 
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -105,8 +107,8 @@ def run_variant(config: str, variant: Variant, out: Path) -> dict[str, Any]:
     """Train one variant (unless finished) and score its snapshots; returns its curve."""
     from depth_perception.checkpoint import load_model
     from training.config import load_config
-    from training.train_state import load_train_state
     from training.trainer import STATE_FILE, train
+    from training.trainer.state import load_train_state
 
     cfg = load_config(config, variant.overrides)
     run_dir = out / variant.name
@@ -166,7 +168,7 @@ def plot(curves: Sequence[dict[str, Any]], path: Path, title: str = "") -> Path:
     """Validation L1 / AbsRel / delta1 and training loss of every variant, one PNG."""
     import cv2
 
-    from training.plots import line_chart
+    from training.trainer.plots import line_chart
 
     def val(key: str) -> dict[str, tuple[list[float], list[float]]]:
         return {

@@ -11,18 +11,15 @@ ground truth's resolution; the mask is the data set's valid pixels with
 prediction is median-scaled per image; the prediction is clipped to the caps (monodepth2), so
 that a wild prediction is scored rather than dropped.
 
-``depth-perception eval --checkpoint C --dataset synthetic ...`` (see :func:`main`) prints the
-table for a checkpoint.
+``depth-perception eval --checkpoint C --dataset synthetic ...`` (``training.tools.evaluate``)
+prints the table for a checkpoint.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -298,92 +295,3 @@ def format_metrics_table(result: EvalResult, class_names: Sequence[str] = ()) ->
             if n > 0:
                 lines.append(f"  {c:7.2f}: {m:8.4f} [{n}]")
     return "\n".join(lines)
-
-
-def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
-    """``depth-perception eval``: evaluate a checkpoint on a data set, print the table."""
-    from training.cli_args import add_eval_arguments, parse_options
-
-    if not isinstance(args, argparse.Namespace):
-        parser = argparse.ArgumentParser(prog="depth-perception eval", description=main.__doc__)
-        add_eval_arguments(parser)
-        args = parser.parse_args(args)
-
-    from torch.utils.data import DataLoader
-
-    from depth_perception.checkpoint import load_model
-    from training.config import DataConfig
-    from training.datasets import family_for_classes, make_collate, make_dataset
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    model, meta = load_model(args.checkpoint, device=device)
-    width = args.width or meta.input_width
-    height = args.height or meta.input_height
-    trained_on = (meta.extra or {}).get("dataset", {})
-    family = (
-        args.family
-        or family_for_classes(meta.class_names)
-        # Depth-only checkpoints have no classes: the family they were trained on decides.
-        or (
-            trained_on.get("family")
-            if trained_on.get("name", "").startswith("synthetic")
-            else None
-        )
-        or "indoor"
-    )
-    data_cfg = DataConfig(
-        dataset=args.dataset,
-        family=family,
-        root=args.root,
-        width=width,
-        height=height,
-        val_split=args.split,
-        val_length=args.length,
-        augment=False,
-        options=parse_options(args.option),
-    )
-    dataset = make_dataset(data_cfg, args.split, length=args.length)
-    loader = DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        shuffle=False,
-        num_workers=args.num_workers,
-        collate_fn=make_collate(meta.mean, meta.std),
-    )
-    median = {"auto": None, "on": True, "off": False}[args.median_scaling]
-    result = evaluate(
-        model,
-        loader,
-        device=device,
-        num_classes=len(meta.class_names),
-        metric=meta.metric,
-        min_depth=args.min_depth,
-        max_depth=args.max_depth if args.max_depth is not None else meta.max_depth,
-        crop=args.crop,
-        median_scaling=median,
-        mae_bin_size=args.mae_bin_size,
-        max_batches=args.max_batches,
-        show_progress=None,
-    )
-    print(
-        f"checkpoint {args.checkpoint} ({meta.model}, {width}x{height}) on "
-        f"{args.dataset}/{family}/{args.split}"
-    )
-    print(format_metrics_table(result, meta.class_names))
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = result.to_dict()
-        payload["checkpoint"] = str(args.checkpoint)
-        payload["dataset"] = {
-            "name": args.dataset,
-            "family": family,
-            "split": args.split,
-            "width": width,
-            "height": height,
-        }
-        path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {path}")
-    return 0

@@ -5,7 +5,7 @@ as by depth accuracy. Training curves are noisy (one batch of 4 per logged point
 evaluates the training objective itself, with every weight as trained, on fixed held-out
 synthetic sequences (test split) for each checkpoint::
 
-    python -m training.sfm_losses RUN/final [RUN2/final ...] --stride 6 --length 128
+    python -m training.tools.sfm_losses RUN/final [RUN2/final ...] --stride 6 --length 128
 
 Each checkpoint is rebuilt from its own description (``load_model``), so the pose network and
 the explainability masks are those trained with it; ``sfm_gradient`` checkpoints built with
@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from depth_perception.checkpoint import load_model
+from training.data import make_collate
 from training.data.synthetic import SyntheticSequenceDataset
-from training.datasets import make_collate
 from training.objectives.sfm import POSE_SOURCES, SfmObjective
 
 REPORTED = ("recon", "smooth", "mask", "grad", "pose_rot_err_deg")
@@ -111,7 +111,7 @@ def heldout_losses(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.sfm_losses",
+        prog="python -m training.tools.sfm_losses",
         description="held-out SfM losses (reconstruction, smoothness, ...) of checkpoints",
     )
     parser.add_argument("checkpoints", nargs="+", help="checkpoint stems or files")

@@ -8,16 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-DATASET_CHOICES = (
-    "synthetic",
-    "synthetic_sequence",
-    "nyu_depth_v2",
-    "kitti_depth",
-    "kitti_selection",
-    "cityscapes",
-    "sunrgbd",
-    "kitti_raw",
-)
+from training.data.registry import DATASETS as DATASET_CHOICES  # the one table; no torch
 
 
 def parse_options(items: list[str]) -> dict:
@@ -79,8 +70,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """``depth-perception eval``."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint (.safetensors or stem)")
-    parser.add_argument("--dataset", default="synthetic", choices=DATASET_CHOICES)
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="checkpoint (.safetensors or stem; default: the bundled default weights)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="synthetic",
+        choices=DATASET_CHOICES,
+        help="middlebury (with --root) and middlebury_skimage run the zero-shot real-image "
+        "benchmark: the model beside a row prior and a constant, at the images' resolution",
+    )
     parser.add_argument(
         "--family",
         default=None,
@@ -231,3 +232,10 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
         "the checkpoint's validation metrics",
     )
     parser.add_argument("--note", default="", help="free text recorded in the model card")
+    parser.add_argument(
+        "--onnx-only",
+        action="store_true",
+        help="only (re)write the parity-checked ONNX export beside --checkpoint's weights, at "
+        "its input size, leaving weights and metadata alone (the bundled default, or any "
+        "checkpoint a robot without torch should run on ONNX Runtime)",
+    )

@@ -74,7 +74,7 @@ def build_tensorrt_engine(
 
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     """``depth-perception export``: export a checkpoint to ONNX, optionally TensorRT."""
-    from training.cli_args import add_export_arguments
+    from training.tools.cli_args import add_export_arguments
 
     if not isinstance(args, argparse.Namespace):
         parser = argparse.ArgumentParser(prog="depth-perception export", description=main.__doc__)

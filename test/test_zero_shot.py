@@ -1,0 +1,76 @@
+"""``depth-perception eval`` on the real-image sets: the model beside the two layout baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from depth_perception.cli import main as cli_main
+from depth_perception.sample_data import skimage_data_file
+from training.data import fixtures as fx
+
+ROWS = ("row prior", "constant")
+
+
+def _run(tmp_path: Path, *argv: str) -> tuple[dict, str]:
+    out = tmp_path / "zero_shot.json"
+    assert cli_main(["eval", *argv, "--threads", "1", "--json", str(out)]) == 0
+    return json.loads(out.read_text()), str(out)
+
+
+def test_bundled_motorcycle_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result, _ = _run(tmp_path, "--dataset", "middlebury_skimage")
+    printed = capsys.readouterr().out
+    assert result["num_images"] == 1
+    rows = result["rows"]
+    model = next(name for name in rows if name not in ROWS)
+    assert model.startswith("lightweight (bundled)")
+    for name in (model, *ROWS):
+        assert any(line.startswith(name) for line in printed.splitlines())
+    # independent ground truth: z = f B / (d + doffs), unknown = non-finite
+    disparity = np.load(skimage_data_file("motorcycle_disp.npz"))["arr_0"].astype(np.float64)
+    known = np.isfinite(disparity)
+    inverse = (disparity[known] + 31.086) / (994.978 * 0.193001)
+    rows_index = np.broadcast_to(np.arange(disparity.shape[0])[:, None], disparity.shape)
+    expected = spearmanr(rows_index[known], inverse).statistic
+    assert rows["row prior"]["spearman"] == pytest.approx(expected, abs=1e-9)
+    assert rows["row prior"]["median_abs_rel"] is None  # not applicable to a pure layout prior
+    # the constant: Spearman undefined; aligned = the mean inverse depth
+    assert rows["constant"]["spearman"] is None
+    depth = 1.0 / inverse
+    best = 1.0 / inverse.mean()
+    assert rows["constant"]["aligned_abs_rel"] == pytest.approx(
+        np.mean(np.abs(best - depth) / depth), rel=1e-9
+    )
+    assert rows["constant"]["median_abs_rel"] == pytest.approx(
+        np.mean(np.abs(np.median(depth) - depth) / depth), rel=1e-6
+    )
+    # the bundled model is metric: every figure is there
+    figures = rows[model]
+    assert all(figures[k] is not None for k in figures)
+    assert -1.0 <= figures["spearman"] <= 1.0 and 0.0 <= figures["aligned_a1"] <= 1.0
+
+
+def test_middlebury_folder_with_a_row_linear_scene(tmp_path: Path) -> None:
+    scenes = fx.write_middlebury_fixture(tmp_path / "mb")
+    result, _ = _run(tmp_path, "--dataset", "middlebury", "--root", str(tmp_path / "mb"))
+    assert result["num_images"] == 2
+    assert [r["scene"] for r in result["per_image"]] == [s.path.name for s in scenes]
+    # the fixture's true inverse depth is linear in the row: the row prior is exact there
+    prior = result["rows"]["row prior"]
+    assert prior["spearman"] == pytest.approx(1.0)
+    assert prior["aligned_abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert prior["aligned_a1"] == 1.0
+
+
+def test_zero_shot_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["eval", "--dataset", "middlebury"]) == 2
+    assert "needs --root" in capsys.readouterr().err
+    assert cli_main(["eval", "--dataset", "middlebury_skimage", "--root", str(tmp_path)]) == 2
+    assert "takes no --root" in capsys.readouterr().err
+    assert cli_main(["eval", "--dataset", "middlebury", "--root", str(tmp_path)]) == 2
+    assert "no Middlebury 2014 scene" in capsys.readouterr().err

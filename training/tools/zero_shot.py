@@ -1,0 +1,246 @@
+"""Zero-shot benchmark on real photographs: a model next to two layout baselines.
+
+``depth-perception eval --dataset middlebury_skimage`` (or ``--dataset middlebury --root DIR``)
+runs the checkpoint (default: the bundled default weights) over every scene at the data set's
+own resolution and scores it with ``depth_perception.metrics.zero_shot_metrics``, beside:
+
+* **row prior**: "lower image rows are nearer", inverse depth increasing linearly with the row
+  (``(v + 1) / H``). It has an order and an affine inverse depth, nothing more, so only its
+  Spearman and aligned figures are scored.
+* **constant**: one depth everywhere. Its Spearman is undefined ("-"); its aligned figures are
+  those of the best constant inverse depth and its median-scaled ones those of the median depth.
+
+A model beats the layout of the scene only where it beats the row prior.
+
+Per image the network input is the image resized to the checkpoint's input size with the node's
+preprocessing (``depth_perception.predictor.Preprocessor``), and the network's depth is resized
+back bilinearly (as the node's postprocessing does) without the node's range masking, so every
+pixel is scored. Figures are means over the images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from depth_perception.checkpoint import CheckpointMeta
+from depth_perception.metrics import DEFAULT_DEPTH_CAP, ZERO_SHOT_KEYS, zero_shot_metrics
+from depth_perception.predictor import Preprocessor
+
+# The data sets scored with this protocol by ``depth-perception eval``.
+ZERO_SHOT_DATASETS: tuple[str, ...] = ("middlebury", "middlebury_skimage")
+
+DepthFn = Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 RGB -> HxW depth (float, > 0)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the benchmark: a depth predictor and the figures that apply to it.
+
+    Attributes:
+        name: Row label.
+        predict: RGB image -> depth at the image's size.
+        metric: Score the depth as metres too.
+        median: Score it median-scaled too.
+    """
+
+    name: str
+    predict: DepthFn
+    metric: bool = False
+    median: bool = True
+
+
+def row_prior(image: np.ndarray) -> np.ndarray:
+    """The "lower rows are nearer" prior: depth whose inverse is ``(row + 1) / height``."""
+    height, width = image.shape[:2]
+    inverse = (np.arange(height, dtype=np.float64) + 1.0) / height
+    return np.repeat(1.0 / inverse[:, None], width, axis=1)
+
+
+def constant_depth(image: np.ndarray) -> np.ndarray:
+    """One depth (1 m; only ratios matter to the figures it is scored with) everywhere."""
+    return np.ones(image.shape[:2], dtype=np.float64)
+
+
+def baselines() -> list[Entry]:
+    """The two layout baselines every model is shown next to."""
+    return [
+        Entry("row prior", row_prior, metric=False, median=False),
+        Entry("constant", constant_depth, metric=False, median=True),
+    ]
+
+
+def model_entry(
+    model: nn.Module, meta: CheckpointMeta, name: str, device: torch.device | str = "cpu"
+) -> Entry:
+    """A benchmark row for a loaded checkpoint (metric figures when the checkpoint is metric)."""
+    preprocess = Preprocessor(
+        meta.input_width, meta.input_height, tuple(meta.mean), tuple(meta.std)
+    )
+
+    @torch.no_grad()
+    def predict(image: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(preprocess(image)).to(device)
+        network = model(batch)["depth"][0, 0].float().cpu().numpy()
+        height, width = image.shape[:2]
+        depth = cv2.resize(network, (width, height), interpolation=cv2.INTER_LINEAR)
+        return depth.astype(np.float64)
+
+    return Entry(name, predict, metric=bool(meta.metric), median=True)
+
+
+def run_benchmark(
+    dataset: Any, entries: Sequence[Entry], depth_cap: float = DEFAULT_DEPTH_CAP
+) -> dict[str, Any]:
+    """Score every entry on every sample of ``dataset`` (``training.data`` samples).
+
+    Returns:
+        ``{"rows": {name: {key: mean over images (NaN if undefined on all)}}, "per_image":
+        [{"scene": ..., name: figures, ...}], "num_images": n, "depth_cap": depth_cap}``.
+
+    Raises:
+        ValueError: the data set is empty or a sample has fewer than two known pixels.
+    """
+    if len(dataset) == 0:
+        raise ValueError("the data set has no image to score")
+    per_image: list[dict[str, Any]] = []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        record: dict[str, Any] = {"scene": sample.meta.get("scene", str(index))}
+        for entry in entries:
+            depth = entry.predict(sample.image)
+            record[entry.name] = zero_shot_metrics(
+                depth,
+                sample.depth,
+                sample.valid,
+                metric=entry.metric,
+                median=entry.median,
+                depth_cap=depth_cap,
+            )
+        per_image.append(record)
+    rows = {}
+    for entry in entries:
+        rows[entry.name] = {}
+        for key in ZERO_SHOT_KEYS:
+            values = [r[entry.name][key] for r in per_image if math.isfinite(r[entry.name][key])]
+            rows[entry.name][key] = float(np.mean(values)) if values else float("nan")
+    return {
+        "rows": rows,
+        "per_image": per_image,
+        "num_images": len(per_image),
+        "depth_cap": depth_cap,
+    }
+
+
+_COLUMNS = (
+    ("spearman", "Spearman"),
+    ("aligned_abs_rel", "aligned AbsRel"),
+    ("aligned_a1", "aligned d1"),
+    ("median_abs_rel", "median AbsRel"),
+    ("median_a1", "median d1"),
+    ("metric_abs_rel", "metric AbsRel"),
+    ("metric_a1", "metric d1"),
+)
+
+
+def format_table(result: dict[str, Any], markdown: bool = False) -> str:
+    """The rows side by side; undefined or not-applicable figures as ``-``."""
+    names = list(result["rows"])
+    width = max(len(n) for n in [*names, "predictor"])
+
+    def cell(value: float) -> str:
+        return f"{value:.3f}" if math.isfinite(value) else "-"
+
+    if markdown:
+        lines = [
+            "| predictor | " + " | ".join(title for _, title in _COLUMNS) + " |",
+            "| --- |" + " ---: |" * len(_COLUMNS),
+        ]
+        for name in names:
+            values = [cell(result["rows"][name][k]) for k, _ in _COLUMNS]
+            lines.append(f"| {name} | " + " | ".join(values) + " |")
+        return "\n".join(lines)
+    header = f"{'predictor':{width}s} " + " ".join(f"{t:>14s}" for _, t in _COLUMNS)
+    lines = [header]
+    for name in names:
+        values = " ".join(f"{cell(result['rows'][name][k]):>14s}" for k, _ in _COLUMNS)
+        lines.append(f"{name:{width}s} {values}")
+    return "\n".join(lines)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _checkpoint_label(checkpoint: str | Path, model: str) -> str:
+    from depth_perception.runtime import bundled_weights
+
+    path = Path(checkpoint).with_suffix(".safetensors")
+    bundled = bundled_weights(model)
+    if bundled is not None and path.resolve() == bundled.resolve():
+        return "bundled"
+    return path.stem
+
+
+def main(args: argparse.Namespace) -> int:
+    """``depth-perception eval`` on a zero-shot data set: model, row prior and constant."""
+    from depth_perception.checkpoint import load_model
+    from training.data import get_dataset_spec
+    from training.tools.cli_args import parse_options
+
+    if args.dataset not in ZERO_SHOT_DATASETS:
+        raise ValueError(
+            f"{args.dataset!r} is not a zero-shot data set; use one of "
+            f"{', '.join(ZERO_SHOT_DATASETS)}"
+        )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = parse_options(args.option)
+    cls = get_dataset_spec(args.dataset).load_class()
+    if args.dataset == "middlebury":
+        if args.root is None:
+            raise ValueError("--dataset middlebury needs --root, the folder of scene folders")
+        dataset = cls(args.root, **options)
+    else:
+        if args.root is not None:
+            raise ValueError(f"--dataset {args.dataset} is bundled and takes no --root")
+        dataset = cls(**options)
+    device = torch.device(args.device)
+    model, meta = load_model(args.checkpoint, device=device)
+    label = f"{meta.model} ({_checkpoint_label(args.checkpoint, meta.model)})"
+    depth_cap = args.max_depth if args.max_depth is not None else DEFAULT_DEPTH_CAP
+    entries = [model_entry(model, meta, label, device), *baselines()]
+    result = run_benchmark(dataset, entries, depth_cap=depth_cap)
+    print(
+        f"zero-shot on {args.dataset} ({result['num_images']} image(s) at their own resolution; "
+        f"checkpoint {args.checkpoint} at {meta.input_width}x{meta.input_height}, "
+        f"{'metric' if meta.metric else 'relative'} depth)"
+    )
+    print(
+        "aligned: least-squares scale and shift of inverse depth, then depth capped at "
+        f"{depth_cap:g} m; Spearman of inverse depth; d1 = delta < 1.25"
+    )
+    print(format_table(result))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = dict(result, checkpoint=str(args.checkpoint), dataset=args.dataset)
+        path.write_text(json.dumps(_clean(payload), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+    return 0
