@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11+, no ROS install needed):
 #   make demo   creates .venv if needed and runs the demo
-#   make test   creates .venv if needed and runs linters and the whole test suite
+#   make test   creates .venv if needed and runs linters and the whole test suite (CI)
+#   make check  linters + the fast tier: no slow or integration tests (under a minute)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Tests isolate their ROS traffic and logs; see test/conftest.py.
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test check lint venv clean
 
 venv: $(STAMP)
 
@@ -28,6 +29,11 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tiers are the markers of test/conftest.py: `slow` (large models, training runs) and
+# `integration` (ROS 2 node processes).
+check: $(STAMP) lint
+	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build install log demo_output *.egg-info

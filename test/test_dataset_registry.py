@@ -64,8 +64,25 @@ def test_make_dataset_builds_a_rosbag_from_recipe_fields(tmp_path: Path) -> None
         data.make_dataset(bad, "train")
 
 
-def test_the_command_line_offers_every_data_set_of_the_table():
-    from training.data import DATASETS
-    from training.tools.cli_args import DATASET_CHOICES
+def test_the_command_line_reads_the_table_without_importing_torch() -> None:
+    import os
+    import subprocess
+    import sys
 
-    assert set(DATASET_CHOICES) == set(DATASETS)
+    repo = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+    }
+    code = (
+        "import sys\n"
+        "from training.tools.cli_args import DATASET_CHOICES\n"
+        "from training.data.registry import DATASETS\n"
+        "assert DATASET_CHOICES is DATASETS, DATASET_CHOICES\n"
+        "heavy = sorted({'torch', 'cv2', 'h5py', 'scipy', 'rosbags'} & set(sys.modules))\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo, env=env
+    ).stdout
+    assert out.strip() == "[]"

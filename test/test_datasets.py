@@ -91,12 +91,12 @@ def test_nyu_reads_transposed_images_depths_and_splits(nyu: fx.NYUFixture) -> No
 
 def test_nyu_label_mapping_and_raw_labels(nyu: fx.NYUFixture) -> None:
     mapping = np.full(895, 255, dtype=np.int64)
-    mapping[1:5] = [0, 1, 2, 3]  # wall, floor, cabinet, bed; 0 stays ignore
+    mapping[1:5] = [0, 1, 2, 3]  # book, bottle, cabinet, ceiling; 0 stays ignore
     ds = NYUDepthV2Dataset(
         nyu.mat_path,
         "all",
         label_mapping=mapping,
-        class_names=("wall", "floor", "cabinet", "bed"),
+        class_names=("book", "bottle", "cabinet", "ceiling"),
         raw_labels=True,
     )
     s = ds[0]
@@ -106,8 +106,9 @@ def test_nyu_label_mapping_and_raw_labels(nyu: fx.NYUFixture) -> None:
     assert raw[0, 8] == 1 and s.labels[0, 8] == 0
     assert raw[8, 24] == 4 and s.labels[8, 24] == 3
     assert raw[0, 80] == 10 and s.labels[0, 80] == 255
-    assert ds.class_names == ("wall", "floor", "cabinet", "bed")
-    assert ds.raw_class_names[:2] == ("wall", "floor") and len(ds.raw_class_names) == 894
+    assert ds.class_names == ("book", "bottle", "cabinet", "ceiling")
+    assert ds.raw_class_names[:2] == ("book", "bottle") and len(ds.raw_class_names) == 894
+    assert ds.raw_class_names[20] == "wall"
 
 
 def test_nyu_standard_class_sets_known_entries() -> None:
@@ -185,6 +186,24 @@ def test_nyu_loader_applies_a_named_class_set(nyu: fx.NYUFixture, classes: str) 
         NYUDepthV2Dataset(nyu.mat_path, "all", classes=classes, class_names=("a",))
     with pytest.raises(ValueError, match="classes must be one of"):
         NYUDepthV2Dataset(nyu.mat_path, "all", classes="nyu894")
+
+
+def test_nyu_class_sets_refuse_a_file_with_other_raw_ids(
+    nyu: fx.NYUFixture, tmp_path: Path
+) -> None:
+    import shutil
+
+    import h5py
+
+    copy = tmp_path / "renumbered.mat"
+    shutil.copy(nyu.mat_path, copy)
+    with h5py.File(copy, "r+") as f:  # raw class 21 is no longer "wall"
+        del f["#refs#/n20"]
+        f["#refs#"].create_dataset("n20", data=np.array([[ord(c)] for c in "door"], np.uint16))
+        f["names"][0, 20] = f["#refs#/n20"].ref
+    assert NYUDepthV2Dataset(copy, "all").raw_class_names[20] == "door"  # raw: no table used
+    with pytest.raises(ValueError, match="raw class 21 is 'door', not 'wall'"):
+        NYUDepthV2Dataset(copy, "all", classes="nyu40")
 
 
 def test_nyu_rejects_missing_splits_and_bad_mapping(nyu: fx.NYUFixture) -> None:

@@ -71,8 +71,10 @@ def test_recipe_fine_tunes_the_bundled_default_on_a_bag(
     args = ["train", "--config", str(RECIPE), "--run-dir", str(run_dir), "--no-progress"]
     assert cli.main(args + [a for s in settings for a in ("--set", s)]) == 0
     meta, state = load_checkpoint(run_dir / "final")
-    assert meta.model == "lightweight" and meta.extra["dataset"]["name"] == "rosbag"
-    assert meta.extra["global_step"] == 3
+    prov = meta.provenance
+    assert meta.model == "lightweight" and [d.name for d in prov.datasets] == ["rosbag"]
+    assert prov.trained is True and prov.steps == 3
+    assert prov.parent == "depth_perception/weights/lightweight"
     bundled, _ = load_model(REPO / "depth_perception" / "weights" / "lightweight")
     fresh = build_model("lightweight", num_classes=14, min_depth=0.5, max_depth=10.0)
     trained = load_model(run_dir / "final")[0].state_dict()

@@ -1,7 +1,8 @@
 """Offline training of the depth_perception models (no ROS needed).
 
 * ``config``: recipes (``configs/*.yaml``) as typed dataclasses;
-* ``datasets``, ``data/``: the data sets, augmentation, collation, teacher pseudo-labels;
+* ``data/``: the data sets and their one table (``data/registry.py``), augmentation,
+  collation, teacher pseudo-labels;
 * ``objectives/``: what one step minimises, per model family, and the losses they use
   (``objectives/losses.py``, ``objectives/gradient_losses.py``);
 * ``trainer/``: the loop, the run directory and resuming, distributed set-up, optimiser and

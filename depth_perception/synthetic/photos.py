@@ -1,13 +1,14 @@
 """Photographs used as textures by the randomised synthetic domain.
 
-The tiles are crops of the photographs that ship inside the scikit-image wheel (read with
-``skimage.data``; nothing downloads), resized to ``TILE`` x ``TILE`` and stored in colour-shifted
-copies (original, channels rotated, hue-rotated and inverted-luminance variants; grey images are
-tinted). The images the project evaluates on are held out (``HELD_OUT``): the Middlebury
-*Motorcycle* pair is the real-image benchmark and ``astronaut`` / ``coffee`` are the qualitative
-real-photo panels, so none of them may leak into training data.
+The tiles are crops of the photographs that ship inside the scikit-image wheel (read from its
+installed ``data`` directory with ``sample_data.read_skimage_photo``; nothing downloads),
+resized to ``TILE`` x ``TILE`` and stored in colour-shifted copies (original, channels rotated,
+hue-rotated and inverted-luminance variants; grey images are tinted). Every image the project
+evaluates on is held out (``HELD_OUT`` = ``sample_data.SKIMAGE_PHOTOS``: the Middlebury
+*Motorcycle* benchmark image and the real-photo panels ``coffee``, ``astronaut``, ``chelsea``,
+``rocket``), so none of them leaks into training data.
 
-The bank is built once per process (about half a second) and is a pure function of the
+The bank is built once per process (a fraction of a second) and is a pure function of the
 installed images, so renders are deterministic for a given scikit-image version.
 """
 
@@ -19,25 +20,28 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from depth_perception.sample_data import SKIMAGE_PHOTOS, read_skimage_photo
+
 TILE = 128
-# skimage.data loaders used as texture sources (photographs and scans, no synthetic charts).
+# Files of scikit-image's data directory used as texture sources (photographs and scans, no
+# synthetic charts), none of them an evaluation image.
 PHOTO_SOURCES: tuple[str, ...] = (
-    "brick",
-    "camera",
-    "cell",
-    "chelsea",
-    "coins",
-    "grass",
-    "gravel",
-    "hubble_deep_field",
-    "immunohistochemistry",
-    "moon",
-    "page",
-    "retina",
-    "rocket",
-    "text",
+    "brick.png",
+    "camera.png",
+    "cell.png",
+    "coins.png",
+    "grass.png",
+    "gravel.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "moon.png",
+    "page.png",
+    "retina.jpg",
+    "text.png",
 )
-HELD_OUT: tuple[str, ...] = ("astronaut", "coffee", "stereo_motorcycle")
+HELD_OUT: tuple[str, ...] = (*SKIMAGE_PHOTOS, "motorcycle_right.png")
+if set(PHOTO_SOURCES) & set(HELD_OUT):  # pragma: no cover - guards edits of the tables
+    raise RuntimeError("an evaluation photograph is listed as a texture source")
 # crop windows as fractions (x0, y0, side) of the image's shorter side
 _CROPS = ((0.0, 0.0, 1.0), (0.35, 0.3, 0.45), (0.05, 0.5, 0.5))
 _TINTS = ((1.0, 0.85, 0.7), (0.7, 0.85, 1.0), (0.8, 1.0, 0.75))
@@ -79,18 +83,12 @@ def _variants(rgb: np.ndarray, grey: bool) -> list[np.ndarray]:
 
 
 def load_sources() -> dict[str, np.ndarray]:
-    """The source photographs as uint8 RGB, by ``skimage.data`` name."""
-    import skimage.data
+    """The source photographs as uint8 RGB, by file name.
 
-    images = {}
-    for name in PHOTO_SOURCES:
-        img = np.asarray(getattr(skimage.data, name)())
-        if img.dtype == bool:
-            img = img.astype(np.uint8) * 255
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=2)
-        images[name] = np.ascontiguousarray(img[..., :3].astype(np.uint8))
-    return images
+    Raises:
+        FileNotFoundError: scikit-image is not installed or lacks a file.
+    """
+    return {name: read_skimage_photo(name) for name in PHOTO_SOURCES}
 
 
 @functools.lru_cache(maxsize=1)

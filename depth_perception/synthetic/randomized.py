@@ -4,10 +4,12 @@ Domain randomisation: everything that real scenes and cameras vary but that does
 depth is drawn at random per scene, so that across the training set only geometry does.
 
 * Content (indoor): living rooms, offices, garages, workshops, storage rooms and corridors
-  (``spaces``), with clutter on floors, tables and shelves and objects 0.3-1 m from the camera;
+  (``spaces``), with clutter on floors, tables and shelves and objects 0.3-1 m from the camera
+  (the camera path keeps 0.3 m from everything);
   the road family keeps its own towns (``road``).
 * Materials: every object is re-textured with probability ``RETEXTURE`` per scene: photographs
-  (crops, tiles and colour-shifted copies of the scikit-image photos, ``photos``), fBm, Voronoi,
+  (crops, tiles and colour-shifted copies of the scikit-image photos except the evaluation
+  images, ``photos``), fBm, Voronoi,
   stripes and dead-leaves noise, the classic materials, with albedos drawn from several
   statistics (uniform, grey, saturated, very dark / very light); glossy (Blinn-Phong) or matte.
 * Lighting: one to four coloured ceiling lights with cast shadows (a shadow map per light,
@@ -24,6 +26,7 @@ Everything is a pure function of (seed, family, scene_index, frame index).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import ClassVar
 
@@ -299,6 +302,8 @@ class RandomizedWorld(SyntheticWorld):
         w, h = self.intrinsics.width, self.intrinsics.height
         # metered mean in linear light (0.18: mid grey) with an exposure error of +-0.7 EV
         self._key = 0.16 * 2.0 ** cam.uniform(-0.7, 0.7)
+        self._awb = cam.uniform(0.5, 1.0)  # how much of the lights' colour cast AWB removes
+        self._saturation = cam.uniform(0.8, 1.6)
         self._wb = np.exp(np.array([cam.normal(0, 0.1), 0.0, cam.normal(0, 0.1)])).astype(
             np.float32
         )
@@ -325,9 +330,9 @@ class RandomizedWorld(SyntheticWorld):
         self._shot = cam.uniform(0.0, 0.006)
         self._jpeg = int(cam.integers(30, 96)) if cam.random() < 0.7 else 0
         self._lut = self._tone_lut(cam)
-        nrng = self._rng(_S_NOISE)
-        margin = 32
-        self._pattern = nrng.standard_normal((h + margin, w + margin, 3), dtype=np.float32)
+        # one shared noise image per size, seen through a per-scene and per-frame offset
+        self._pattern = _noise_pattern(h, w)
+        self._noise_offset = tuple(int(v) for v in self._rng(_S_NOISE).integers(0, _MARGIN, 2))
 
     def _shadow_map(self, pos: np.ndarray) -> dict:
         """Inverse depth seen from a light looking straight down (static per scene)."""
@@ -338,8 +343,10 @@ class RandomizedWorld(SyntheticWorld):
         pose[:3, :3] = [[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]
         pose[:3, 3] = pos
         invz, _ = Rasterizer(intr, near=0.02).rasterize(self.scene, pose)
-        # one extra row and column (edge copies), so 2x2 taps need no clipping
-        padded = np.pad(invz, ((0, 1), (0, 1)), mode="edge")
+        # a border of "nothing" (inverse depth 0: lit) one texel wide before and two after, so
+        # clipped lookups of points outside the light's view read lit texels, and 2x2 taps
+        # never need a second clip
+        padded = np.pad(invz, ((1, 2), (1, 2)), mode="constant", constant_values=0.0)
         return {
             "map": np.ascontiguousarray(padded.reshape(-1)),
             "k": tuple(np.float32(v) for v in (intr.fx, intr.fy, intr.cx, intr.cy)),
@@ -349,14 +356,14 @@ class RandomizedWorld(SyntheticWorld):
     def _tone_lut(rng: np.random.Generator) -> np.ndarray:
         """uint8 LUT over sqrt-spaced linear values in [0, 2]: knee, gamma, S-curve."""
         x = (np.linspace(0.0, 1.0, 4096) ** 2) * 2.0
-        gamma = rng.uniform(1.8, 2.6)
+        gamma = rng.uniform(1.9, 2.5)
         knee = rng.uniform(0.5, 1.0)
         # identity below the knee, a smooth highlight roll-off above it (no hard clip)
         y = np.where(
             x < knee, x, knee + (1.0 - knee) * np.tanh((x - knee) / max(1.0 - knee, 1e-6))
         )
         y = np.clip(y, 0.0, 1.0) ** (1.0 / gamma)
-        s = rng.uniform(-0.2, 0.6)
+        s = rng.uniform(-0.1, 0.9)
         y = np.clip(y + s * y * (1.0 - y) * (2.0 * y - 1.0), 0.0, 1.0)
         return np.round(y * 255.0).astype(np.uint8)
 
@@ -365,14 +372,16 @@ class RandomizedWorld(SyntheticWorld):
         """Fraction (4-tap PCF) of ``pts`` (3, n) that ``light``'s shadow map sees."""
         pos = light["pos"]
         zc = pos[2] - pts[2]
-        fx, fy, cx, cy = light["k"]
+        fx, _fy, cx, cy = light["k"]
         inv = np.float32(1.0) / np.maximum(zc, np.float32(0.02))
-        u = (pos[1] - pts[1]) * inv * fx + cx
-        v = (pos[0] - pts[0]) * inv * fy + cy
-        top = np.float32(SHADOW_RES - 1)
-        outside = (zc <= 0.02) | (u < 0) | (u > top) | (v < 0) | (v > top)
-        stride = SHADOW_RES + 1
-        idx = np.clip(v, 0, top).astype(np.intp) * stride + np.clip(u, 0, top).astype(np.intp)
+        scale = inv * fx  # square pixels: fx == fy
+        # texel coordinates in the padded map (+1: its leading border); points outside the
+        # view clip onto the lit border
+        stride = SHADOW_RES + 3
+        hi = np.float32(SHADOW_RES + 1)
+        u = np.clip((pos[1] - pts[1]) * scale + (cx + np.float32(1.0)), 0, hi)
+        v = np.clip((pos[0] - pts[0]) * scale + (cy + np.float32(1.0)), 0, hi)
+        idx = v.astype(np.intp) * stride + u.astype(np.intp)
         # the point must be clearly behind an occluder: a relative bias against acne
         limit = inv * np.float32(1.05)
         smap = light["map"]
@@ -380,7 +389,7 @@ class RandomizedWorld(SyntheticWorld):
         for off in (1, stride, stride + 1):  # 2x2 percentage-closer filtering
             vis += np.take(smap, idx + off) <= limit
         vis *= np.float32(0.25)
-        return vis + (np.float32(1.0) - vis) * outside
+        return vis
 
     def _light(
         self, col: np.ndarray, rec: np.ndarray, pts: np.ndarray, z: np.ndarray, d: np.ndarray
@@ -388,11 +397,12 @@ class RandomizedWorld(SyntheticWorld):
         light = self.scene.lighting
         nrm = rec[15:18]
         n0, n1, n2 = nrm[0], nrm[1], nrm[2]
-        inv_len = np.float32(1.0) / np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-        view = -d * inv_len
         ks, shin = rec[20], rec[21]
         direct = self._sun_rgb * rec[18]
         spec = None
+        glossy = self._glossy and bool(ks.max() > 0)
+        if glossy:
+            view = d * (np.float32(-1.0) / np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]))
 
         def highlight(lx, ly, lz, weight):
             hx, hy, hz = lx + view[0], ly + view[1], lz + view[2]
@@ -401,7 +411,6 @@ class RandomizedWorld(SyntheticWorld):
             # Schlick's rational stand-in for hn ** shin (a power per pixel is slow)
             return ks * weight * hn / (shin - shin * hn + hn + np.float32(1e-6))
 
-        glossy = self._glossy and bool(ks.max() > 0)
         if glossy:
             sun = self._sun
             spec = self._sun_rgb * highlight(sun[0], sun[1], sun[2], _ftrue(rec[18] > 0))
@@ -453,9 +462,15 @@ class RandomizedWorld(SyntheticWorld):
 
     def _finish(self, img: np.ndarray, index: int) -> np.ndarray:
         h, w = img.shape[:2]
-        # auto-exposure on the frame's mean (as a camera meters), then the scene's EV offset
-        mean = float(img[::4, ::4].mean())
-        img *= (self._key / max(mean, 1e-3)) * self._wb
+        # auto white balance (grey world, partial) and auto-exposure on the frame's mean, as a
+        # camera does, then the scene's white-balance and EV errors
+        means = np.maximum(img[::4, ::4].reshape(-1, 3).mean(axis=0), 1e-4)
+        mean = float(means.mean())
+        awb = (mean / means) ** np.float32(self._awb)
+        img *= ((self._key / mean) * awb * self._wb).astype(np.float32)
+        if self._saturation != 1.0:  # the camera's colour processing
+            lum = img.mean(axis=2, keepdims=True)
+            img = lum + (img - lum) * np.float32(self._saturation)
         img *= self._vignette
         if self._motion is not None:
             img = cv2.filter2D(img, -1, self._motion, borderType=cv2.BORDER_REFLECT)
@@ -463,8 +478,8 @@ class RandomizedWorld(SyntheticWorld):
             img = cv2.GaussianBlur(img, (0, 0), self._blur_sigma)
         np.maximum(img, 0.0, out=img)
         sigma = np.sqrt(np.float32(self._read**2) + np.float32(self._shot) * img)
-        oy = (index * 7919) % 32
-        ox = (index * 104729 // 32) % 32
+        oy = (self._noise_offset[0] + index * 7919) % _MARGIN
+        ox = (self._noise_offset[1] + index * 104729 // _MARGIN) % _MARGIN
         img += self._pattern[oy : oy + h, ox : ox + w] * sigma
         np.clip(img, 0.0, 2.0, out=img)
         idx = (np.sqrt(img * np.float32(0.5)) * np.float32(4095.0)).astype(np.intp)
@@ -478,6 +493,18 @@ class RandomizedWorld(SyntheticWorld):
 
 def _ftrue(mask: np.ndarray) -> np.ndarray:
     return mask.astype(np.float32)
+
+
+_MARGIN = 64  # noise offsets per axis
+
+
+@functools.lru_cache(maxsize=4)
+def _noise_pattern(height: int, width: int) -> np.ndarray:
+    """Read-only standard normal (H + 64, W + 64, 3) float32 image, fixed per size."""
+    rng = np.random.default_rng(np.random.SeedSequence([0x5EED, int(height), int(width)]))
+    pattern = rng.standard_normal((height + _MARGIN, width + _MARGIN, 3), dtype=np.float32)
+    pattern.flags.writeable = False
+    return pattern
 
 
 # ----------------------------------------------------------------------------- tools
@@ -539,9 +566,9 @@ def benchmark_domains(
 ) -> dict[str, dict[str, float]]:
     """Frames/s and scene build time of both domains, measured side by side, and print them.
 
-    Each repeat times ``frames`` frames spread over ``scenes`` scenes of every (family,
-    domain), interleaved so that machine load hits all of them alike; figures are medians over
-    the repeats. Scene construction is timed separately (it happens once per scene).
+    Each repeat times one scene build and ``frames`` frames spread over ``scenes`` scenes of
+    every (family, domain), interleaved so that machine load hits all of them alike; figures
+    are medians over the repeats.
 
     Returns:
         ``{"<domain>/<family>": {"fps": ..., "build_ms": ..., "fresh_fps": ...}}``;
@@ -552,19 +579,22 @@ def benchmark_domains(
     import time
 
     keys = [(d, f) for f in families for d in DOMAINS]
-    worlds: dict[tuple[str, str], list[SyntheticWorld]] = {}
-    builds: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    worlds = {
+        key: [
+            make_world(key[1], width, height, seed, 70.0, 9000 + k, key[0]) for k in range(scenes)
+        ]
+        for key in keys
+    }
     for key in keys:
-        worlds[key] = []
-        for k in range(scenes):
-            start = time.perf_counter()
-            world = make_world(key[1], width, height, seed, 70.0, 9000 + k, key[0])
-            builds[key].append(time.perf_counter() - start)
+        for world in worlds[key]:
             world.render(0)  # warm-up
-            worlds[key].append(world)
     fps: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
-    for _ in range(repeats):
+    builds: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
+    for r in range(repeats):
         for key in keys:
+            start = time.perf_counter()
+            make_world(key[1], width, height, seed, 70.0, 9100 + r, key[0])
+            builds[key].append(time.perf_counter() - start)
             start = time.perf_counter()
             for i in range(frames):
                 worlds[key][i % scenes].render(1 + i)

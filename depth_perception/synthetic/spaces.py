@@ -7,9 +7,11 @@ placed next to the camera path (0.3-1 m from the camera). Materials are left pla
 randomised world re-textures every object afterwards (``randomized.retexture``).
 
 Depth-range guarantees (``MIN_DEPTH``-12 m, fields of view up to 100 degrees at 4:3 or wider):
-the room diagonal is at most 11.8 m; no object comes within ``CLEARANCE`` m horizontally of the
-camera path and the path keeps ``WALL_MIN`` m from the walls, so with the image corner at most
-56.2 degrees off-axis every such surface is at z >= 0.3 * 0.556 = 0.167 m; floor and ceiling
+the room diagonal is at most 11.8 m; no reserved footprint comes within ``CLEARANCE`` (0.4) m
+horizontally of the camera path, what stands on or beside one (props on tops, chairs at desks)
+overhangs it by less than 0.1 m, and the path keeps ``WALL_MIN`` m from the walls, so with the
+image corner at most 56.2 degrees off-axis every such surface is at z >= 0.3 * 0.556 = 0.167 m;
+floor and ceiling
 are checked exactly on the camera's corner rays along the path (the path is re-drawn until they
 are all farther than ``MIN_DEPTH`` plus a margin).
 """
@@ -34,7 +36,7 @@ from depth_perception.synthetic.scene import (
 
 MIN_DEPTH = 0.15
 MAX_DEPTH = 12.0
-CLEARANCE = 0.3
+CLEARANCE = 0.4
 WALL_MIN = 0.35
 MAX_DIAGONAL = 11.8
 LAMP_DROP = 0.05  # ceiling lamp panels hang this far below the ceiling
@@ -93,20 +95,22 @@ class _Space(indoor._Room):
 def _item(sp: _Space, center: tuple[float, float], z: float, max_size: float, yaw: float) -> float:
     """One small item (carton, bin, can, tyre, stack) at ``center`` on height ``z``.
 
-    Returns its height.
+    Whatever its yaw, it stays inside the disc of diameter ``max_size`` around ``center`` (boxes
+    are at most 0.7 ``max_size`` wide, so their half diagonal is < ``max_size`` / 2) and at most
+    ``max_size`` tall, so a footprint reserved for ``max_size`` holds it. Returns its height.
     """
     b = sp.b
     kind = sp.rng.random()
     col = sp.colour(indoor.PLASTICS + indoor.FABRICS + indoor.WOODS, 0.2)
     if kind < 0.45:
-        sx, sy = sp.u(0.3, 1.0) * max_size, sp.u(0.3, 1.0) * max_size
+        sx, sy = sp.u(0.2, 0.7) * max_size, sp.u(0.2, 0.7) * max_size
         sz = sp.u(0.3, 1.0) * max_size
         b.add_box(center, z, (sx, sy, sz), yaw + sp.u(-0.5, 0.5), C["object"], tx.PLAIN, col,
                   sp.prm())  # fmt: skip
         return sz
     if kind < 0.75:
-        r = sp.u(0.15, 0.5) * max_size
-        hz = sp.u(0.4, 1.2) * max_size
+        r = sp.u(0.15, 0.45) * max_size
+        hz = sp.u(0.4, 1.0) * max_size
         b.add_prism(center, z, z + hz, r, r * sp.u(0.7, 1.1), int(sp.rng.integers(6, 11)),
                     C["object"], tx.PLAIN, col, sp.prm(), phase=sp.u(0, 1))  # fmt: skip
         return hz
@@ -119,8 +123,8 @@ def _item(sp: _Space, center: tuple[float, float], z: float, max_size: float, ya
         return hz
     zz = z
     for _ in range(int(sp.rng.integers(2, 5))):
-        th = sp.u(0.08, 0.3) * max_size
-        b.add_box(center, zz, (sp.u(0.5, 1.0) * max_size, sp.u(0.4, 0.9) * max_size, th),
+        th = sp.u(0.08, 0.25) * max_size
+        b.add_box(center, zz, (sp.u(0.4, 0.7) * max_size, sp.u(0.3, 0.7) * max_size, th),
                   yaw + sp.u(-0.3, 0.3), C["object"], tx.PLAIN, sp.colour(indoor.PLASTICS, 0.2),
                   sp.prm())  # fmt: skip
         zz += th
@@ -159,16 +163,23 @@ def _rack(sp: _Space, center: np.ndarray, yaw: float, size: tuple[float, float, 
 def _workbench(sp: _Space, center: np.ndarray, yaw: float, size: tuple) -> None:
     lx, ly, h = size
     indoor._add_table(sp, center, yaw, (lx, ly, h), C["table"])
+    # items keep inside the bench's reserved footprint (the camera clearance holds for them)
     for _ in range(int(sp.rng.integers(1, 5))):
-        pc = indoor._local(center, yaw, sp.u(-0.4, 0.4) * lx, sp.u(-0.35, 0.35) * ly)
-        _item(sp, pc, h, sp.u(0.08, 0.3), yaw + sp.u(-1, 1))
+        size = sp.u(0.08, 0.3)
+        pc = indoor._local(
+            center, yaw, sp.u(-1, 1) * (lx - size) / 2, sp.u(-1, 1) * (ly - size) / 2
+        )
+        _item(sp, pc, h, size, yaw + sp.u(-1, 1))
     if sp.rng.random() < 0.5:
         # lower shelf with clutter
         sp.b.add_box((center[0], center[1]), 0.15, (lx * 0.95, ly * 0.9, 0.02), yaw,
                      C["table"], tx.PLAIN, sp.colour(_GREYS), sp.prm(), bottom=True)  # fmt: skip
         for _ in range(int(sp.rng.integers(0, 4))):
-            pc = indoor._local(center, yaw, sp.u(-0.4, 0.4) * lx, sp.u(-0.3, 0.3) * ly)
-            _item(sp, pc, 0.17, min(sp.u(0.1, 0.35), h - 0.25), yaw)
+            size = min(sp.u(0.1, 0.35), h - 0.25)
+            pc = indoor._local(
+                center, yaw, sp.u(-1, 1) * (lx - size) / 2, sp.u(-1, 1) * (ly - size) / 2
+            )
+            _item(sp, pc, 0.17, size, yaw)
 
 
 def _monitor(sp: _Space, center: tuple[float, float], z: float, yaw: float) -> None:
@@ -260,7 +271,7 @@ def _free_standing(sp: _Space, kind: str) -> bool:
 
 
 def _near_camera(sp: _Space, count: int) -> None:
-    """Objects 0.3-1 m beside the camera path (the close range robots meet)."""
+    """Objects 0.4-1 m beside the camera path (the close range robots meet)."""
     path = sp.path_xy
     for _ in range(count):
         i = int(sp.rng.integers(len(path)))

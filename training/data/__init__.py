@@ -7,67 +7,49 @@ also exports each loader class by its class name (``training.data.NYUDepthV2Data
 looked up in the same table. ``python -c "import training.data as d; print(d.DATASETS)"``
 lists the names.
 
-The loader modules are imported on first use so that ``import training.data`` needs neither
-h5py, scipy nor rosbags.
+Every module is imported on first use: ``import training.data`` needs neither torch, cv2,
+h5py, scipy nor rosbags, so the command line can offer the table's names cheaply.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from training.data.augment import SeededAugmentation, training_augmentations
-from training.data.base import CorruptSampleError, SampleDataset, class_names_of
-from training.data.registry import (
-    DATASET_SPECS,
-    DATASETS,
-    DatasetSpec,
-    data_depth_range,
-    family_for_classes,
-    get_dataset_spec,
-    list_datasets,
-    make_dataset,
-)
-from training.data.robust import SkipCorrupt
-from training.data.sample import (
-    IGNORE_LABEL,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Sample,
-    collate,
-    make_collate,
-    relative_pose,
-)
+from training.data.registry import DATASET_SPECS, DATASETS
 
+# Everything is imported on first use, so that ``import training.data.registry`` (the table,
+# which the command line's argparse choices read) costs neither torch nor cv2.
+_EXPORTS = {
+    "SeededAugmentation": "training.data.augment",
+    "training_augmentations": "training.data.augment",
+    "CorruptSampleError": "training.data.base",
+    "SampleDataset": "training.data.base",
+    "class_names_of": "training.data.base",
+    "DatasetSpec": "training.data.registry",
+    "data_depth_range": "training.data.registry",
+    "family_for_classes": "training.data.registry",
+    "get_dataset_spec": "training.data.registry",
+    "list_datasets": "training.data.registry",
+    "make_dataset": "training.data.registry",
+    "SkipCorrupt": "training.data.robust",
+    "IGNORE_LABEL": "training.data.sample",
+    "IMAGENET_MEAN": "training.data.sample",
+    "IMAGENET_STD": "training.data.sample",
+    "Sample": "training.data.sample",
+    "collate": "training.data.sample",
+    "make_collate": "training.data.sample",
+    "relative_pose": "training.data.sample",
+}
 # Loader class name -> its table entry (one table: the registry's).
 _LOADERS = {spec.class_name: spec for spec in DATASET_SPECS}
 
-__all__ = [
-    "DATASETS",
-    "DATASET_SPECS",
-    "IGNORE_LABEL",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "CorruptSampleError",
-    "DatasetSpec",
-    "Sample",
-    "SampleDataset",
-    "SeededAugmentation",
-    "SkipCorrupt",
-    "class_names_of",
-    "collate",
-    "data_depth_range",
-    "family_for_classes",
-    "get_dataset_spec",
-    "list_datasets",
-    "make_collate",
-    "make_dataset",
-    "relative_pose",
-    "training_augmentations",
-    *_LOADERS,
-]
+__all__ = ["DATASETS", "DATASET_SPECS", *_EXPORTS, *_LOADERS]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LOADERS:
         return _LOADERS[name].load_class()
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'training.data' has no attribute {name!r}")

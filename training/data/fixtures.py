@@ -60,6 +60,32 @@ class NYUFixture:
     names: list[str] = field(default_factory=list)
 
 
+# Raw classes 1..21 of nyu_depth_v2_labeled.mat's ``names``, in the file's order.
+NYU_FIRST_RAW_NAMES = (
+    "book",
+    "bottle",
+    "cabinet",
+    "ceiling",
+    "chair",
+    "cone",
+    "counter",
+    "dishwasher",
+    "faucet",
+    "fire extinguisher",
+    "floor",
+    "garbage bin",
+    "microwave",
+    "paper towel dispenser",
+    "paper",
+    "pot",
+    "refridgerator",
+    "stove burner",
+    "table",
+    "unknown",
+    "wall",
+)
+
+
 def _matlab_header(path: Path) -> None:
     # MATLAB v7.3 files are HDF5 with a 512-byte user block starting with this text.
     text = (
@@ -93,7 +119,7 @@ def write_nyu_fixture(
     yi = np.arange(height)[:, None]
     labels = np.stack([(xi // 8 + yi // 8 + n) % 896 for n in range(count)]).astype(np.uint16)
     labels[labels > 894] = 0
-    names = ["wall", "floor", "cabinet", "bed"] + [f"name{i}" for i in range(5, 895)]
+    names = [*NYU_FIRST_RAW_NAMES, *(f"name{i}" for i in range(22, 895))]
     mat_path = d / "nyu_depth_v2_labeled.mat"
     with h5py.File(mat_path, "w", userblock_size=512) as f:
         # MATLAB writes column-major: h5py sees (N, 3, W, H), (N, W, H)

@@ -49,6 +49,8 @@ NYU_INTRINSICS = CameraIntrinsics(
 NYU_NUM_RAW_CLASSES = 894
 SPLITS = ("train", "test", "all")
 NYU_CLASS_SETS = ("raw", "nyu40", "nyu13")
+# Raw ids and names of the official file's ``names`` that the class tables rely on.
+_RAW_NAME_CHECKS = {3: "cabinet", 4: "ceiling", 5: "chair", 11: "floor", 19: "table", 21: "wall"}
 _CLASS_FILE = "nyu_classes.yaml"
 
 
@@ -182,6 +184,8 @@ class NYUDepthV2Dataset(SampleDataset):
             self._count = int(shape[0])
             self._has_labels = "labels" in f
             self._raw_names = self._read_names(f)
+        if classes != "raw":
+            self._check_raw_order(classes)
         width, height = int(shape[2]), int(shape[3])
         # The labelled set is 640x480; other sizes (resampled copies) scale the camera.
         self.intrinsics = NYU_INTRINSICS.scaled(width, height)
@@ -231,6 +235,17 @@ class NYUDepthV2Dataset(SampleDataset):
             return tuple(_decode_matlab_string(f[ref][()]) for ref in refs)
         except (KeyError, TypeError, ValueError, OSError):
             return ()
+
+    def _check_raw_order(self, classes: str) -> None:
+        # The standard tables index the official file's raw ids; a copy with its classes
+        # renumbered would be mislabelled silently. Files without ``names`` cannot be checked.
+        for raw_id, name in _RAW_NAME_CHECKS.items():
+            if len(self._raw_names) >= raw_id and self._raw_names[raw_id - 1] != name:
+                raise ValueError(
+                    f"{self.mat_path}: raw class {raw_id} is {self._raw_names[raw_id - 1]!r}, "
+                    f"not {name!r}: its classes are not in the order of the official "
+                    f"nyu_depth_v2_labeled.mat, which classes={classes!r} requires"
+                )
 
     @property
     def raw_class_names(self) -> tuple[str, ...]:

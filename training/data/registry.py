@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from torch.utils.data import Dataset, Subset
-
 if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
     from training.config import DataConfig
 
 
@@ -242,6 +242,8 @@ def make_dataset(cfg: DataConfig, split: str, *, length: int | None = None) -> D
 
         dataset = PseudoLabelDataset(dataset, cfg.pseudo_labels)
     if length is not None and length < len(dataset):
+        from torch.utils.data import Subset
+
         from training.data.base import class_names_of
 
         subset = Subset(dataset, range(int(length)))

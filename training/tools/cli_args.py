@@ -8,22 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-# The names of training.data.registry's table, spelt out so that argparse needs no torch import;
-# test_dataset_registry checks the two agree.
-DATASET_CHOICES = (
-    "synthetic",
-    "synthetic_sequence",
-    "nyu_depth_v2",
-    "kitti_depth",
-    "kitti_selection",
-    "cityscapes",
-    "kitti_raw",
-    "sunrgbd",
-    "sunrgbd_flat",
-    "rosbag",
-    "middlebury",
-    "middlebury_skimage",
-)
+from training.data.registry import DATASETS as DATASET_CHOICES  # the one table; no torch
 
 
 def parse_options(items: list[str]) -> dict:
@@ -247,3 +232,10 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
         "the checkpoint's validation metrics",
     )
     parser.add_argument("--note", default="", help="free text recorded in the model card")
+    parser.add_argument(
+        "--onnx-only",
+        action="store_true",
+        help="only (re)write the parity-checked ONNX export beside --checkpoint's weights, at "
+        "its input size, leaving weights and metadata alone (the bundled default, or any "
+        "checkpoint a robot without torch should run on ONNX Runtime)",
+    )
