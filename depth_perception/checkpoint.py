@@ -327,6 +327,9 @@ def load_model(
     # and usually absent on the robot, so the builders' ``encoder_weights`` is not replayed.
     if "encoder_weights" in args:
         args["encoder_weights"] = None
+    legacy = get_model_info(meta.model).legacy_args
+    if legacy is not None:
+        args = legacy(args, state.keys())
     args.update(overrides)
     model = build_model(meta.model, **args)
     problem = _describe_mismatch(model, state, meta)

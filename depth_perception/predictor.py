@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from depth_perception.backends.base import BackendError, InferenceBackend
-from depth_perception.camera import CameraIntrinsics
+from depth_perception.camera import CameraIntrinsics, focal_scale
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class ModelDescription:
     max_depth: float
     metric: bool
     trained: bool
+    # Focal length (network-input pixels) the depth output is metric for; None: as it is.
+    canonical_focal_px: float | None = None
 
     @property
     def num_classes(self) -> int:
@@ -169,7 +171,9 @@ class DepthPredictor:
         try:
             if self.stage_hook is not None:
                 self.stage_hook("postprocess", self)
-            depth, labels = self.postprocess(outputs, width, height)
+            depth, labels = self.postprocess(
+                outputs, width, height, focal=self.focal_factor(intrinsics)
+            )
         except Exception as error:
             raise StageError("postprocess", error) from error
         end = time.perf_counter()
@@ -218,9 +222,10 @@ class DepthPredictor:
         try:
             if self.stage_hook is not None:
                 self.stage_hook("postprocess", self)
-            for index, (rgb, _) in enumerate(items):
+            for index, (rgb, intrinsics) in enumerate(items):
                 height, width = rgb.shape[:2]
-                results.append(self.postprocess(outputs, width, height, index))
+                focal = self.focal_factor(intrinsics)
+                results.append(self.postprocess(outputs, width, height, index, focal))
         except Exception as error:
             raise StageError("postprocess", error) from error
         end = time.perf_counter()
@@ -243,12 +248,26 @@ class DepthPredictor:
         parts = [self.backend.infer(batch[i : i + limit]) for i in range(0, len(batch), limit)]
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
+    def focal_factor(self, intrinsics: CameraIntrinsics) -> float:
+        """Factor from the network's depth to metres for a camera with ``intrinsics``.
+
+        1.0 unless the model predicts depth for a canonical focal length; then the camera's
+        ``fx`` in network-input pixels over that focal length (``camera.focal_scale``).
+        """
+        fx_network = intrinsics.fx * self.description.input_width / intrinsics.width
+        return float(focal_scale(fx_network, self.description.canonical_focal_px))
+
     def postprocess(
-        self, outputs: dict[str, np.ndarray], width: int, height: int, index: int = 0
+        self,
+        outputs: dict[str, np.ndarray],
+        width: int,
+        height: int,
+        index: int = 0,
+        focal: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Network outputs -> (depth in metres with NaN out of range, uint8 labels or None).
 
-        ``index`` selects the image of a batch.
+        ``index`` selects the image of a batch; ``focal`` is :meth:`focal_factor` of its camera.
         """
         if "depth" not in outputs:
             raise BackendError(f"backend returned {sorted(outputs)} without 'depth'")
@@ -257,8 +276,8 @@ class DepthPredictor:
                 f"backend returned a batch of {len(outputs['depth'])} for image {index}"
             )
         network_depth = outputs["depth"][index, 0]
-        if self.depth_scale != 1.0:
-            network_depth = network_depth * np.float32(self.depth_scale)
+        if self.depth_scale * focal != 1.0:
+            network_depth = network_depth * np.float32(self.depth_scale * focal)
         depth = cv2.resize(network_depth, (width, height), interpolation=cv2.INTER_LINEAR)
         # REP 117: never publish a number for "unknown"; NaN also covers non-finite outputs.
         invalid = ~((depth >= self.min_depth) & (depth <= self.max_depth))

@@ -239,6 +239,7 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         max_depth=float(max_depth),
         metric=bool(metric),
         trained=trained,
+        canonical_focal_px=getattr(model, "canonical_focal_px", None),
     )
 
     def onnx_file() -> Path:
