@@ -41,6 +41,9 @@ def test_bench_prints_model_stage_ros_and_multicamera_figures(tmp_path):
         "2",
         "--memory-frames",
         "150",
+        "--repeats",
+        "1",
+        "--compare-spinning",
         "--output",
         str(tmp_path / "bench"),
     ]
@@ -56,6 +59,28 @@ def test_bench_prints_model_stage_ros_and_multicamera_figures(tmp_path):
         assert re.search(rf"^\s+{stage}\s+{NUMBER}", out, re.M), stage
     ros = re.search(rf"depth output {NUMBER} fps, latency mean {NUMBER} ms", out)
     assert ros and float(ros.group(1)) > 0, out
+    # One row per node variant and subscription mode: fps, latency, CPU ms and % per frame,
+    # minor and major page faults per frame, from the node process's /proc/<pid>/stat.
+    e2e = {
+        (m.group(1).strip(), m.group(2)): [float(v) for v in m.groups()[2:]]
+        for m in re.finditer(
+            rf"^  (this checkout|this, cpu_spinning)\s+(all|depth|cloud)\s+{NUMBER}\s+{NUMBER}"
+            rf"\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$",
+            out,
+            re.M,
+        )
+    }
+    assert len(e2e) == 6, out
+    for (variant, mode), (fps, latency, cpu_ms, cpu_percent, minor, major) in e2e.items():
+        assert fps > 0 and latency > 0 and cpu_ms > 0 and cpu_percent > 0, (variant, mode)
+        assert minor >= 0 and major >= 0
+    assert "median of 1 interleaved run; load average" in out
+    assert re.search(rf"this checkout / this, cpu_spinning, depth: fps {NUMBER}x", out), out
+    assert re.search(rf"^\s+onnxruntime_spinning\s+{NUMBER} ms", out, re.M), out
+    cloud = re.search(
+        rf"cloud build \+ message {NUMBER} ms vs memcpy of the same {NUMBER} MB {NUMBER} ms", out
+    )
+    assert cloud and float(cloud.group(3)) > 0, out
     rows = {
         int(m.group(1)): [float(v) for v in m.groups()[1:]]
         for m in re.finditer(
@@ -77,3 +102,30 @@ def test_bench_prints_model_stage_ros_and_multicamera_figures(tmp_path):
     assert memory, out
     assert int(memory.group(3)) >= 150 > int(memory.group(1)) >= 0
     assert int(memory.group(2).replace(",", "")) > 10_000  # a Python + torch process
+
+
+def test_bench_startup_prints_first_depth_and_memory_of_both_paths(tmp_path):
+    env = {**os.environ, "DEPTH_PERCEPTION_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "depth_perception.cli", "bench", "--startup"]
+    command += ["--repeats", "1", "--steady", "1", "--width", "160", "--height", "120"]
+    command += ["--output", str(tmp_path / "bench")]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    out = run.stdout
+    assert run.returncode == 0, out[-3000:] + run.stderr[-3000:]
+    rows = {
+        m.group(1): (float(m.group(2)), float(m.group(3)), float(m.group(4)), m.group(7))
+        for m in re.finditer(
+            rf"^\s+(onnxruntime|torch)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}"
+            r"\s+(True|False)$",
+            out,
+            re.M,
+        )
+    }
+    assert sorted(rows) == ["onnxruntime", "torch"], out
+    for first, cpu, rss, _ in rows.values():
+        assert first > 0 and 0 < cpu and rss > 10
+    # The ONNX Runtime node never maps libtorch; the torch backend's does.
+    assert rows["onnxruntime"][3] == "False" and rows["torch"][3] == "True"
+    assert rows["onnxruntime"][2] < rows["torch"][2]
+    assert re.search(rf"onnxruntime vs torch: first depth {NUMBER}x sooner", out), out
+    assert "load average" in out
