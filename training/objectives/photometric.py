@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from torch import nn
 
-from training.objectives import Terms, register_objective
+from depth_perception.camera import focal_scale
+from training.objectives import Terms, register_objective, unwrap
 from training.objectives.sfm import inverse_warp
 
 if TYPE_CHECKING:
@@ -137,6 +138,16 @@ def view_synthesis_loss(
     return loss, mask
 
 
+def metric_factor(model: nn.Module, k: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, 1, 1)`` factor from the model's output to metric depth for intrinsics ``k``
+    (network-input pixels): ``fx / canonical_focal_px``, or 1 for a model without one."""
+    focal = getattr(unwrap(model), "canonical_focal_px", None)
+    factor = focal_scale(k[:, 0, 0], focal)
+    if not isinstance(factor, torch.Tensor):
+        factor = torch.full((k.shape[0],), float(factor))
+    return factor.to(k.dtype).view(-1, 1, 1, 1)
+
+
 class PhotometricObjective:
     """Self-supervised depth from known poses (see the module docstring).
 
@@ -198,10 +209,15 @@ class PhotometricObjective:
             )
         return cls(**{**_DEFAULTS, **dict(args)}, anchor=anchor)
 
-    def depth_scales(self, outputs: Mapping[str, Any]) -> Sequence[torch.Tensor]:
-        """The model's depth maps, finest last (``depth_scales`` in training, else ``depth``)."""
+    def depth_scales(
+        self, model: nn.Module, outputs: Mapping[str, Any], k: torch.Tensor
+    ) -> Sequence[torch.Tensor]:
+        """The model's metric depth maps, finest last (``depth_scales`` in training, else
+        ``depth``); a model with ``canonical_focal_px`` predicts the depth its canonical camera
+        would see, times ``fx / canonical_focal_px`` for this camera (``camera.focal_scale``)."""
         scales = outputs.get("depth_scales")
-        return list(scales) if scales else [outputs["depth"]]
+        scales = list(scales) if scales else [outputs["depth"]]
+        return [d * metric_factor(model, k).to(d) for d in scales]
 
     def __call__(self, model: nn.Module, data: dict[str, Any]) -> tuple[dict[str, Any], Terms]:
         missing = [k for k in ("poses", "K", "image_raw", "neighbours_raw") if k not in data]
@@ -213,7 +229,7 @@ class PhotometricObjective:
         outputs = model(data["image"])
         target, sources = data["image_raw"], data["neighbours_raw"]
         transforms = data["poses"].to(target)
-        scales = self.depth_scales(outputs)
+        scales = self.depth_scales(model, outputs, data["K"])
         photo = target.new_zeros(())
         smooth = target.new_zeros(())
         mask = None
@@ -238,8 +254,8 @@ class PhotometricObjective:
             parts["kept"] = float(mask.float().mean())
         if self.anchor is not None and self.anchor_weight > 0:
             with torch.no_grad():
-                start = self.anchor(data["image"])["depth"]
-            final = outputs["depth"]
+                start = self.anchor(data["image"])["depth"] * metric_factor(self.anchor, data["K"])
+            final = outputs["depth"] * metric_factor(model, data["K"]).to(outputs["depth"])
             if start.shape[-2:] != final.shape[-2:]:
                 start = F.interpolate(start, size=final.shape[-2:], mode="bilinear")
             anchor = (final.clamp_min(1e-6).log() - start.clamp_min(1e-6).log()).abs().mean()

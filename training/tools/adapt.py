@@ -100,7 +100,9 @@ def photometric_score(
     values, depths = [], []
     for i in indices:
         batch = collate([dataset[i]], mean=tuple(meta.mean), std=tuple(meta.std), keep_raw=True)
-        depth = model(batch["image"])["depth"]
+        from training.objectives.photometric import metric_factor
+
+        depth = model(batch["image"])["depth"] * metric_factor(model, batch["K"])
         loss, _ = view_synthesis_loss(
             batch["image_raw"], batch["neighbours_raw"], depth, batch["poses"], batch["K"]
         )

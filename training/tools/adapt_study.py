@@ -61,6 +61,7 @@ def score(
 
     from depth_perception.checkpoint import load_model
     from depth_perception.metrics import depth_metrics
+    from training.objectives.photometric import metric_factor
 
     model, meta = load_model(checkpoint)
     mean = np.asarray(meta.mean, dtype=np.float32)
@@ -70,7 +71,8 @@ def score(
         for fr in frames:
             x = (fr.rgb.astype(np.float32) / 255.0 - mean) / std
             t = torch.from_numpy(x.transpose(2, 0, 1)[None].copy())
-            pred = model(t)["depth"]
+            k = torch.from_numpy(fr.intrinsics.matrix)[None].float()
+            pred = model(t)["depth"] * metric_factor(model, k)
             pred = torch.nn.functional.interpolate(pred, size=fr.depth.shape, mode="bilinear")
             pred = np.clip(pred[0, 0].numpy(), min_depth, max_depth)
             gt = fr.depth
