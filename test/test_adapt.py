@@ -149,3 +149,35 @@ def test_noisy_odometry_scales_translations() -> None:
         p[0, 3] = i
     noisy = noisy_odometry(poses, 1.02, 0.0, 0)
     assert [p[0, 3] for p in noisy] == pytest.approx([0, 1.02, 2.04])
+
+
+def test_recipe_form_trains_on_the_bag(tmp_path: Path, frames: list) -> None:
+    """``train --config lightweight_adapt_rosbag`` is the same run (args fit the bundled)."""
+    bag = write_bag(tmp_path / "bag", frames)
+    overrides = [
+        f"data.root={bag}",
+        f"data.options.image_topic={IMAGE_TOPIC}",
+        f"data.width={W}",
+        f"data.height={H}",
+        "train.epochs=1",
+        "train.steps_per_epoch=1",
+        "train.batch_size=2",
+        "train.device=cpu",
+    ]
+    argv = ["train", "--config", "lightweight_adapt_rosbag", "--run-dir", str(tmp_path / "run")]
+    for item in overrides:
+        argv += ["--set", item]
+    assert cli_main([*argv, "--no-progress"]) == 0
+    meta, _ = load_checkpoint(tmp_path / "run" / "final")
+    start, _ = load_checkpoint(START)
+    assert meta.model_args == start.model_args and meta.class_names == start.class_names
+
+
+def test_metric_factor_follows_the_canonical_focal_length() -> None:
+    from training.objectives.photometric import metric_factor
+
+    model, meta = load_model(START)
+    k = torch.tensor([[[91.4, 0, 47.5], [0, 91.4, 31.5], [0, 0, 1]]]).float()
+    focal = meta.model_args.get("canonical_focal_px")
+    expected = 1.0 if focal is None else 91.4 / focal
+    assert float(metric_factor(model, k)) == pytest.approx(expected)
