@@ -65,9 +65,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "num_threads",
         0,
-        "CPU threads for inference; 0 = all cores",
+        "CPU threads for inference; 0 = every core this process may use",
         min_value=0,
         max_value=256,
+        needs_reconfigure=True,
+    ),
+    ParamSpec(
+        "cpu_spinning",
+        False,
+        "ONNX Runtime on the CPU: idle inference threads busy-wait for work. Faster inference "
+        "alone, but they take the cores the node's other stages and processes need; off = "
+        "they sleep",
         needs_reconfigure=True,
     ),
     ParamSpec(
@@ -137,6 +145,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         min_value=1e-6,
         max_value=1e6,
     ),
+    ParamSpec(
+        "outputs_on_demand",
+        True,
+        "Compute each output only while it has a subscriber (checked per frame); a frame "
+        "nobody subscribes to is not even decoded. false = compute every switched-on output "
+        "always",
+    ),
     ParamSpec("publish_depth", True, "Publish depth/image and depth/camera_info"),
     ParamSpec("publish_points", True, "Publish the organized point cloud on points"),
     ParamSpec(
@@ -152,7 +167,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         max_value=16,
     ),
     ParamSpec("points_color", True, "Add a packed rgb field to the cloud"),
-    ParamSpec("points_label", True, "Add a uint8 label field to the cloud (multi-task models)"),
+    ParamSpec("points_label", True, "Add a uint32 label field to the cloud (multi-task models)"),
     ParamSpec(
         "overlay_alpha",
         0.5,
@@ -195,6 +210,7 @@ class PerceptionConfig:
     backend: str = "auto"
     device: str = "auto"
     num_threads: int = 0
+    cpu_spinning: bool = False
     precision: str = "fp16"
     int8_calibration_dir: str = ""
     dla_core: int = -1
@@ -204,6 +220,7 @@ class PerceptionConfig:
     min_depth: float = 0.0
     max_depth: float = 0.0
     depth_scale: float = 1.0
+    outputs_on_demand: bool = True
     publish_depth: bool = True
     publish_points: bool = True
     publish_segmentation: bool = True

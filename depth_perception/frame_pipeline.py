@@ -10,6 +10,12 @@ changed in one place and the bench measures the node's own code. Per frame:
    cloud (from the camera's cached :class:`OrganizedCloudBuilder`), the class ids and the
    colour overlay, with the milliseconds of every stage.
 
+Only the outputs of the frame's :class:`OutputDemand` are computed, and only the stages they
+need: no arg-max without a mask, overlay or labelled cloud, no colouring without the overlay,
+no cloud without its subscriber. Every output is written into its camera's reused buffers
+(:mod:`depth_perception.buffers`), which the node's messages take without a copy: an output
+is valid until that camera's next frame.
+
 Message classes stay outside: the node turns :class:`FrameOutputs` into rclpy messages
 (``nodes.conversions.output_messages``), the bag tool into rosbags messages. Single camera is
 the camera list ``[""]``. :class:`LatestFrames` is the newest-frame-wins mailbox between a
@@ -20,12 +26,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from depth_perception.buffers import BufferSet
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.config import PerceptionConfig
 from depth_perception.message_fields import intrinsics_from_camera_info
@@ -135,6 +142,80 @@ def prepare_frame(
     )
 
 
+# Output names, in publishing order: the node's publisher keys.
+OUTPUT_NAMES = ("depth", "depth_info", "points", "mask", "color")
+
+
+@dataclass(frozen=True)
+class OutputDemand:
+    """Which outputs one frame must produce: those someone subscribes to, or forced on.
+
+    An output is produced when its ``publish_*`` switch is on AND (it has a subscriber OR
+    ``outputs_on_demand`` is off, which forces every switched-on output). The node reads the
+    subscriber counts per frame (a cheap rcl call per publisher); the bag tool and the bench
+    ask for everything with :meth:`everything`.
+
+    Attributes:
+        wanted: the outputs to produce, a subset of :data:`OUTPUT_NAMES`.
+    """
+
+    wanted: frozenset[str]
+
+    def __post_init__(self) -> None:
+        unknown = set(self.wanted) - set(OUTPUT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown outputs {sorted(unknown)}; known: {OUTPUT_NAMES}")
+
+    @classmethod
+    def everything(cls, config: PerceptionConfig) -> OutputDemand:
+        """Every output the configuration switches on, subscribed or not."""
+        return cls.from_subscribers(config, dict.fromkeys(OUTPUT_NAMES, 1))
+
+    @classmethod
+    def from_subscribers(
+        cls, config: PerceptionConfig, subscribers: Mapping[str, int]
+    ) -> OutputDemand:
+        """The outputs switched on that have a subscriber (all of them without on-demand).
+
+        Args:
+            config: the switches (``publish_*``, ``outputs_on_demand``).
+            subscribers: subscriber count per output name (a missing name counts 0).
+        """
+        switched = {
+            "depth": config.publish_depth,
+            "depth_info": config.publish_depth,
+            "points": config.publish_points,
+            "mask": config.publish_segmentation,
+            "color": config.publish_segmentation,
+        }
+        lazy = config.outputs_on_demand
+        return cls(
+            frozenset(
+                name
+                for name in OUTPUT_NAMES
+                if switched[name] and (not lazy or subscribers.get(name, 0) > 0)
+            )
+        )
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.wanted
+
+    @property
+    def any(self) -> bool:
+        """False when the frame may be skipped without even decoding it."""
+        return bool(self.wanted)
+
+    def needs_labels(self, config: PerceptionConfig) -> bool:
+        """Whether the class ids must be computed (mask, overlay, or the cloud's label)."""
+        return bool(
+            {"mask", "color"} & self.wanted or ("points" in self.wanted and config.points_label)
+        )
+
+    def active(self) -> list[str]:
+        """The wanted outputs in publishing order (for /diagnostics)."""
+        return [name for name in OUTPUT_NAMES if name in self.wanted]
+
+
 @dataclass
 class FrameOutputs:
     """Everything one frame publishes, as arrays; None = not an output of this frame.
@@ -144,12 +225,15 @@ class FrameOutputs:
         intrinsics: intrinsics of ``depth``, ``labels`` and the cloud (the image's).
         camera_info: the input camera_info they came from (its distortion is copied), or None.
         prediction: the predictor's result (depth even when ``depth`` is switched off).
-        depth: float32 metres, NaN where unknown (``publish_depth``).
-        cloud: the organized cloud (``publish_points``). Its buffer is the camera's builder's
-            and is overwritten by that camera's next frame: convert it before then.
-        labels: uint8 class ids, 255 = unlabelled (``publish_segmentation``, multi-task).
-        overlay: rgb8 class colours blended over the image (with ``labels``).
+        depth: float32 metres, NaN where unknown (``depth`` wanted).
+        depth_info: whether depth/camera_info is wanted (built from ``intrinsics``).
+        cloud: the organized cloud (``points`` wanted).
+        labels: uint8 class ids, 255 = unlabelled (``mask`` wanted, multi-task).
+        overlay: rgb8 class colours blended over the image (``color`` wanted, multi-task).
         timings_ms: milliseconds of every stage so far.
+
+    ``depth``, ``cloud``, ``labels`` and ``overlay`` live in the camera's reused buffers and are
+    overwritten by that camera's next frame: publish or copy them before then.
     """
 
     camera: str
@@ -160,18 +244,20 @@ class FrameOutputs:
     cloud: CloudData | None = None
     labels: np.ndarray | None = None
     overlay: np.ndarray | None = None
+    depth_info: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 class FrameComposer:
-    """Turns one camera's predictions into its outputs; keeps that camera's cloud builder.
+    """Turns one camera's predictions into its outputs; keeps that camera's buffers.
 
-    Not thread-safe (the cloud builder reuses its buffers): one composer per camera, used by
-    one worker.
+    Not thread-safe (the cloud builder and the output buffers are reused): one composer per
+    camera, used by one worker.
     """
 
     def __init__(self, palette: np.ndarray) -> None:
         self.palette = palette
+        self.buffers = BufferSet()
         self._builder: OrganizedCloudBuilder | None = None
         self._builder_key: tuple | None = None
 
@@ -196,8 +282,11 @@ class FrameComposer:
         frame: PreparedFrame,
         prediction: Prediction,
         config: PerceptionConfig,
+        demand: OutputDemand | None = None,
     ) -> FrameOutputs:
-        """The outputs ``config`` switches on for one predicted frame, with stage timings."""
+        """The outputs ``demand`` asks for (default: every switched-on one), with timings."""
+        if demand is None:
+            demand = OutputDemand.everything(config)
         rgb = frame.rgb
         labels = prediction.labels
         timings = {**frame.timings_ms, **prediction.timings_ms}
@@ -206,24 +295,40 @@ class FrameComposer:
             intrinsics=prediction.intrinsics,
             camera_info=frame.camera_info,
             prediction=prediction,
-            depth=prediction.depth if config.publish_depth else None,
+            depth=prediction.depth if "depth" in demand else None,
+            depth_info="depth_info" in demand,
             timings_ms=timings,
         )
-        if config.publish_points:
+        if "points" in demand:
             stage = time.perf_counter()
             with_label = config.points_label and labels is not None
             builder = self.cloud_builder(prediction.intrinsics, config, with_label)
+            # The predictor's depth is NaN wherever it is invalid: no second validation pass.
             outputs.cloud = builder.build(
                 prediction.depth,
                 rgb=rgb if config.points_color else None,
                 labels=labels if with_label else None,
+                validated=prediction.depth.dtype == np.float32,
             )
             timings["points"] = (time.perf_counter() - stage) * 1e3
-        if config.publish_segmentation and labels is not None:
-            stage = time.perf_counter()
-            colors = colorize_labels(labels, self.palette)
+        if labels is not None and "mask" in demand:
             outputs.labels = labels
-            outputs.overlay = overlay(rgb, colors, config.overlay_alpha, labels)
+        if labels is not None and "color" in demand:
+            stage = time.perf_counter()
+            shape = (*labels.shape, 3)
+            colors = colorize_labels(
+                labels,
+                self.palette,
+                out=self.buffers.view("colors", shape, np.uint8),
+                scratch=self.buffers.view("class_ids_rgb", shape, np.uint8),
+            )
+            outputs.overlay = overlay(
+                rgb,
+                colors,
+                config.overlay_alpha,
+                labels,
+                out=self.buffers.view("overlay", shape, np.uint8),
+            )
             timings["colorize"] = (time.perf_counter() - stage) * 1e3
         return outputs
 
@@ -247,33 +352,66 @@ class FramePipeline:
             self._composers[camera] = FrameComposer(self.palette)
         return self._composers[camera]
 
-    def predict(self, frames: Sequence[PreparedFrame]) -> list[Prediction]:
+    def predict(self, frames: Sequence[PreparedFrame], labels: bool = True) -> list[Prediction]:
         """One inference call for all frames (``predict`` for one, ``predict_batch`` else).
+
+        Each prediction is written into its camera's reused buffers. ``labels=False`` skips
+        the class ids (no camera needs them).
 
         Raises:
             ValueError: no frame, or an image that does not fit its intrinsics.
             StageError: inference or postprocessing failed; every frame fails together.
         """
+        buffers = [self.composer(frame.camera).buffers for frame in frames]
         if len(frames) == 1:
             frame = frames[0]
-            return [self.predictor.predict(frame.rgb, frame.intrinsics.intrinsics)]
+            return [
+                self.predictor.predict(
+                    frame.rgb, frame.intrinsics.intrinsics, buffers[0], labels=labels
+                )
+            ]
         return self.predictor.predict_batch(
-            [(frame.rgb, frame.intrinsics.intrinsics) for frame in frames]
+            [(frame.rgb, frame.intrinsics.intrinsics) for frame in frames],
+            buffers,
+            labels=labels,
         )
 
     def process(
-        self, frames: Sequence[PreparedFrame], config: PerceptionConfig
+        self,
+        frames: Sequence[PreparedFrame],
+        config: PerceptionConfig,
+        demand: OutputDemand | Mapping[str, OutputDemand] | None = None,
     ) -> list[FrameOutputs]:
         """Predict every frame in one call and compose each one's outputs, in order.
+
+        Args:
+            frames: one prepared frame per camera.
+            config: the switches and cloud/overlay options.
+            demand: what to compute: one :class:`OutputDemand` for every camera, one per
+                camera name, or None for every switched-on output.
 
         Raises:
             ValueError / StageError: as :meth:`predict`.
         """
-        predictions = self.predict(frames)
+        demands = [_demand_of(demand, frame.camera, config) for frame in frames]
+        wants_labels = any(d.needs_labels(config) for d in demands)
+        predictions = self.predict(frames, labels=wants_labels)
         return [
-            self.composer(frame.camera).compose(frame, prediction, config)
-            for frame, prediction in zip(frames, predictions, strict=True)
+            self.composer(frame.camera).compose(frame, prediction, config, wanted)
+            for frame, prediction, wanted in zip(frames, predictions, demands, strict=True)
         ]
+
+
+def _demand_of(
+    demand: OutputDemand | Mapping[str, OutputDemand] | None,
+    camera: str,
+    config: PerceptionConfig,
+) -> OutputDemand:
+    if demand is None:
+        return OutputDemand.everything(config)
+    if isinstance(demand, OutputDemand):
+        return demand
+    return demand.get(camera) or OutputDemand(frozenset())
 
 
 FrameT = TypeVar("FrameT")

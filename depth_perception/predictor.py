@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from depth_perception.backends.base import BackendError, InferenceBackend
+from depth_perception.buffers import BufferSet
 from depth_perception.camera import CameraIntrinsics
 
 
@@ -126,15 +127,27 @@ class Preprocessor:
             3, 1, 1
         )
         self._batch = np.empty((1, 3, height, width), np.float32)
+        self._resized = np.empty((height, width, 3), np.uint8)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        self.into(rgb, self._batch[0])
-        # A fresh array per call: a backend may still hold the previous one.
-        return self._batch.copy()
+        """One image as a fresh (1, 3, H, W) batch (the caller may keep it)."""
+        out = np.empty((1, 3, self.height, self.width), np.float32)
+        self.into(rgb, out[0])
+        return out
 
-    def batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Several RGB images as one (N, 3, H, W) float32 batch, in the order given."""
-        out = np.empty((len(images), 3, self.height, self.width), np.float32)
+    def batch(self, images: Sequence[np.ndarray], *, reuse: bool = False) -> np.ndarray:
+        """Several RGB images as one (N, 3, H, W) float32 batch, in the order given.
+
+        With ``reuse`` the batch is the preprocessor's own buffer, overwritten by the next call:
+        what a backend's ``infer`` may take (backends copy their input before returning).
+        """
+        shape = (len(images), 3, self.height, self.width)
+        if not reuse:
+            out = np.empty(shape, np.float32)
+        else:
+            if self._batch.shape != shape:
+                self._batch = np.empty(shape, np.float32)
+            out = self._batch
         for index, rgb in enumerate(images):
             self.into(rgb, out[index])
         return out
@@ -147,6 +160,7 @@ class Preprocessor:
             rgb = cv2.resize(
                 rgb,
                 (self.width, self.height),
+                dst=self._resized,
                 interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
             )
         planar = rgb.transpose(2, 0, 1)
@@ -171,6 +185,7 @@ class DepthPredictor:
             description.input_width, description.input_height, description.mean, description.std
         )
         self.set_depth_limits(min_depth, max_depth, depth_scale)
+        self._work: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
         # Called with (stage, predictor) before each stage; may raise to fail that stage
         # (the node's fault_injection testing aid uses it).
         self.stage_hook: Callable[[str, DepthPredictor], None] | None = None
@@ -197,8 +212,22 @@ class DepthPredictor:
     def depth_scale(self) -> float:
         return self.limits.depth_scale
 
-    def predict(self, rgb: np.ndarray, intrinsics: CameraIntrinsics) -> Prediction:
+    def predict(
+        self,
+        rgb: np.ndarray,
+        intrinsics: CameraIntrinsics,
+        buffers: BufferSet | None = None,
+        *,
+        labels: bool = True,
+    ) -> Prediction:
         """Depth and labels for an HxWx3 uint8 RGB image seen through ``intrinsics``.
+
+        Args:
+            rgb: the image.
+            intrinsics: its intrinsics.
+            buffers: where to write ``depth`` and ``labels`` (reused every frame, overwritten
+                by the next call with the same buffers); None = fresh arrays.
+            labels: compute the class ids (False skips the arg-max when nobody needs them).
 
         Raises:
             ValueError: an image or intrinsics that do not fit.
@@ -208,7 +237,8 @@ class DepthPredictor:
         height, width = rgb.shape[:2]
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        batch = self.preprocess(rgb)
+        # The preprocessor's own buffer: backends copy their input before infer returns.
+        batch = self.preprocess.batch([rgb], reuse=True)
         after_pre = time.perf_counter()
         try:
             if self.stage_hook is not None:
@@ -220,17 +250,23 @@ class DepthPredictor:
         try:
             if self.stage_hook is not None:
                 self.stage_hook("postprocess", self)
-            depth, labels = self.postprocess(outputs, width, height)
+            depth, class_ids = self.postprocess(
+                outputs, width, height, buffers=buffers, labels=labels
+            )
         except Exception as error:
             raise StageError("postprocess", error) from error
         end = time.perf_counter()
         timings["preprocess"] = (after_pre - start) * 1e3
         timings["inference"] = (after_inference - after_pre) * 1e3
         timings["postprocess"] = (end - after_inference) * 1e3
-        return Prediction(depth, labels, intrinsics, timings)
+        return Prediction(depth, class_ids, intrinsics, timings)
 
     def predict_batch(
-        self, items: Sequence[tuple[np.ndarray, CameraIntrinsics]]
+        self,
+        items: Sequence[tuple[np.ndarray, CameraIntrinsics]],
+        buffers: Sequence[BufferSet | None] | None = None,
+        *,
+        labels: bool = True,
     ) -> list[Prediction]:
         """Depth and labels for several images (e.g. one per camera) in one inference call.
 
@@ -242,6 +278,8 @@ class DepthPredictor:
 
         Args:
             items: (HxWx3 uint8 RGB image, its intrinsics) pairs.
+            buffers: one BufferSet (or None) per item, where its outputs are written.
+            labels: compute the class ids (False skips the arg-max).
 
         Returns:
             One Prediction per item, in the order given.
@@ -255,8 +293,11 @@ class DepthPredictor:
             raise ValueError("predict_batch needs at least one (rgb, intrinsics) pair")
         for rgb, intrinsics in items:
             _check_input(rgb, intrinsics)
+        if buffers is not None and len(buffers) != len(items):
+            raise ValueError(f"{len(buffers)} buffer sets for {len(items)} images")
+        targets = list(buffers) if buffers is not None else [None] * len(items)
         start = time.perf_counter()
-        batch = self.preprocess.batch([rgb for rgb, _ in items])
+        batch = self.preprocess.batch([rgb for rgb, _ in items], reuse=True)
         after_pre = time.perf_counter()
         try:
             if self.stage_hook is not None:
@@ -271,7 +312,11 @@ class DepthPredictor:
                 self.stage_hook("postprocess", self)
             for index, (rgb, _) in enumerate(items):
                 height, width = rgb.shape[:2]
-                results.append(self.postprocess(outputs, width, height, index))
+                results.append(
+                    self.postprocess(
+                        outputs, width, height, index, buffers=targets[index], labels=labels
+                    )
+                )
         except Exception as error:
             raise StageError("postprocess", error) from error
         end = time.perf_counter()
@@ -294,12 +339,29 @@ class DepthPredictor:
         parts = [self.backend.infer(batch[i : i + limit]) for i in range(0, len(batch), limit)]
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
+    def _scratch(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        # Per-shape work arrays, allocated once: a frame makes no temporaries of image size.
+        key = (name, shape)
+        found = self._work.get(key)
+        if found is None:
+            found = self._work[key] = np.empty(shape, dtype)
+        return found
+
     def postprocess(
-        self, outputs: dict[str, np.ndarray], width: int, height: int, index: int = 0
+        self,
+        outputs: dict[str, np.ndarray],
+        width: int,
+        height: int,
+        index: int = 0,
+        *,
+        buffers: BufferSet | None = None,
+        labels: bool = True,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Network outputs -> (depth in metres with NaN out of range, uint8 labels or None).
 
-        ``index`` selects the image of a batch.
+        ``index`` selects the image of a batch. With ``buffers`` the results are written into
+        its ``depth`` and ``labels`` buffers (reused, no allocation); ``labels=False`` skips the
+        class ids.
         """
         if "depth" not in outputs:
             raise BackendError(f"backend returned {sorted(outputs)} without 'depth'")
@@ -308,20 +370,63 @@ class DepthPredictor:
                 f"backend returned a batch of {len(outputs['depth'])} for image {index}"
             )
         limits = self.limits  # read once: a swap mid-frame must not mix two ranges
-        network_depth = outputs["depth"][index, 0]
+        network_depth = np.asarray(outputs["depth"][index, 0], dtype=np.float32)
         if limits.depth_scale != 1.0:
-            network_depth = network_depth * np.float32(limits.depth_scale)
-        depth = cv2.resize(network_depth, (width, height), interpolation=cv2.INTER_LINEAR)
+            scaled = self._scratch("scaled", network_depth.shape, np.float32)
+            np.multiply(network_depth, np.float32(limits.depth_scale), out=scaled)
+            network_depth = scaled
+        shape = (height, width)
+        depth = _output(buffers, "depth", shape, np.float32)
+        _resize_into(network_depth, depth, cv2.INTER_LINEAR)
         # REP 117: never publish a number for "unknown"; NaN also covers non-finite outputs.
-        invalid = ~((depth >= limits.min_depth) & (depth <= limits.max_depth))
-        depth[invalid] = np.nan
-        labels = None
+        self._nan_out_of_range(depth, limits)
+        class_ids = None
         logits = outputs.get("seg_logits")
-        if logits is not None:
+        if logits is not None and labels:
             # Arg-max at network resolution, then nearest-neighbour: ids stay valid classes.
-            coarse = np.argmax(logits[index], axis=0).astype(np.uint8)
-            labels = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_NEAREST)
-        return depth, labels
+            scores = logits[index]
+            best = self._scratch("argmax", scores.shape[1:], np.intp)
+            np.argmax(scores, axis=0, out=best)
+            coarse = self._scratch("coarse", scores.shape[1:], np.uint8)
+            np.copyto(coarse, best, casting="unsafe")
+            class_ids = _output(buffers, "labels", shape, np.uint8)
+            _resize_into(coarse, class_ids, cv2.INTER_NEAREST)
+        return depth, class_ids
+
+    def _nan_out_of_range(self, depth: np.ndarray, limits: DepthLimits) -> None:
+        """REP 117: NaN where depth is outside [min, max] or not finite, in place.
+
+        Branch-free: adding sqrt(valid - 1) (0 where valid, NaN where not) costs the same
+        whatever the pattern of invalid pixels, where ``depth[~valid] = nan`` branches per pixel
+        and allocates the inverted mask.
+        """
+        valid = self._scratch("valid", depth.shape, np.bool_)
+        upper = self._scratch("upper", depth.shape, np.bool_)
+        offset = self._scratch("offset", depth.shape, np.float32)
+        np.greater_equal(depth, np.float32(limits.min_depth), out=valid)
+        np.less_equal(depth, np.float32(limits.max_depth), out=upper)
+        np.logical_and(valid, upper, out=valid)
+        np.subtract(valid, np.float32(1.0), out=offset)
+        with np.errstate(invalid="ignore"):
+            np.sqrt(offset, out=offset)
+        np.add(depth, offset, out=depth)
+
+
+def _output(
+    buffers: BufferSet | None, name: str, shape: tuple[int, int], dtype: type
+) -> np.ndarray:
+    return buffers.view(name, shape, dtype) if buffers is not None else np.empty(shape, dtype)
+
+
+def _resize_into(source: np.ndarray, out: np.ndarray, interpolation: int) -> None:
+    """cv2.resize into ``out`` (OpenCV writes in place when size and type match)."""
+    height, width = out.shape[:2]
+    if source.shape[:2] == (height, width):
+        np.copyto(out, source)
+        return
+    result = cv2.resize(source, (width, height), dst=out, interpolation=interpolation)
+    if not np.shares_memory(result, out):  # never expected; correct even if OpenCV changes
+        np.copyto(out, result)
 
 
 def _check_input(rgb: np.ndarray, intrinsics: CameraIntrinsics) -> None:

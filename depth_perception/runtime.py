@@ -133,6 +133,15 @@ class LoadedPipeline:
             "depth_is_metric": d.metric,
             "input_size": f"{d.input_width}x{d.input_height}",
             "num_classes": d.num_classes,
+            # ONNX Runtime's thread settings (absent for the other backends).
+            **{
+                key: getattr(self.choice.backend, attribute)
+                for key, attribute in (
+                    ("cpu_threads", "num_threads"),
+                    ("cpu_spinning", "spinning"),
+                )
+                if hasattr(self.choice.backend, attribute)
+            },
         }
 
     def fall_back(self, reason: str) -> str:
@@ -265,6 +274,7 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
 
     options = BackendOptions(
         num_threads=config.num_threads,
+        cpu_spinning=config.cpu_spinning,
         precision=config.precision,
         cuda_graphs=config.cuda_graphs,
         dla_core=config.dla_core,

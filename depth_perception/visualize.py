@@ -53,15 +53,22 @@ def _check_palette(palette: np.ndarray) -> np.ndarray:
     return palette
 
 
-def colorize_labels(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+def colorize_labels(
+    labels: np.ndarray,
+    palette: np.ndarray,
+    out: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
+) -> np.ndarray:
     """Colour a label-id mask with a palette.
 
     Args:
         labels: (H, W) uint8 class ids.
         palette: (N, 3) uint8 RGB colours of classes 0..N-1.
+        out: optional (H, W, 3) uint8 array to write the colours into (reused per frame).
+        scratch: optional (H, W, 3) uint8 work array (the ids on three channels).
 
     Returns:
-        (H, W, 3) uint8 RGB; ids >= N and the reserved id 255 are black.
+        (H, W, 3) uint8 RGB (``out`` when given); ids >= N and the reserved id 255 are black.
     """
     palette = _check_palette(palette)
     labels = np.asarray(labels)
@@ -73,7 +80,15 @@ def colorize_labels(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     n = min(len(palette), IGNORE_LABEL)
     lut[:n, 0] = palette[:n]
     labels = np.ascontiguousarray(labels)
-    return cv2.LUT(cv2.merge([labels, labels, labels]), lut)
+    shape = (*labels.shape, 3)
+    for name, array in (("out", out), ("scratch", scratch)):
+        if array is not None and (array.shape != shape or array.dtype != np.uint8):
+            raise ValueError(f"{name} must be {shape} uint8, got {array.shape} {array.dtype}")
+    ids = cv2.merge([labels, labels, labels], dst=scratch)
+    if out is None:
+        return cv2.LUT(ids, lut)
+    cv2.LUT(ids, lut, dst=out)
+    return out
 
 
 def overlay(
@@ -82,6 +97,7 @@ def overlay(
     alpha: float,
     labels: np.ndarray | None = None,
     ignore_index: int = IGNORE_LABEL,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Alpha-blend a coloured mask onto an image: ``(1 - alpha) * rgb + alpha * color``.
 
@@ -91,9 +107,10 @@ def overlay(
         alpha: Weight of the mask in [0, 1].
         labels: Optional (H, W) label ids: pixels equal to ``ignore_index`` keep the input.
         ignore_index: The unlabelled id.
+        out: optional (H, W, 3) uint8 array to write the result into (reused per frame).
 
     Returns:
-        (H, W, 3) uint8 blended image (rounded to nearest; a new array).
+        (H, W, 3) uint8 blended image (rounded to nearest; ``out``, else a new array).
     """
     rgb = np.asarray(rgb)
     color = np.asarray(color)
@@ -106,7 +123,10 @@ def overlay(
             f"color must match rgb {rgb.shape} uint8, got {color.shape} {color.dtype}; "
             "resize the mask to the image first (cv2.INTER_NEAREST)"
         )
-    out = cv2.addWeighted(rgb, 1.0 - float(alpha), color, float(alpha), 0.0)
+    if out is not None and (out.shape != rgb.shape or out.dtype != np.uint8):
+        raise ValueError(f"out must be {rgb.shape} uint8, got {out.shape} {out.dtype}")
+    blended = cv2.addWeighted(rgb, 1.0 - float(alpha), color, float(alpha), 0.0, dst=out)
+    out = blended if out is None else out
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != rgb.shape[:2]:

@@ -14,7 +14,7 @@ from depth_perception.apps.bag_tool import (
 from depth_perception.cli import main as cli_main
 from depth_perception.config import PerceptionConfig
 from depth_perception.metrics import depth_metrics
-from depth_perception.pointcloud import FLOAT32, UINT8
+from depth_perception.pointcloud import FLOAT32, UINT32
 from training.data.fixtures import write_rosbag_fixture
 
 SIZE = (64, 48)
@@ -128,7 +128,7 @@ def test_bag_adds_node_outputs_with_input_headers(tmp_path, capsys, storage, dep
             ("y", 4, FLOAT32),
             ("z", 8, FLOAT32),
             ("rgb", 12, FLOAT32),
-            ("label", 16, UINT8),
+            ("label", 16, UINT32),
         ]
         assert (cloud.height, cloud.width, cloud.point_step) == (h, w, 20)
         assert cloud.row_step == 20 * w and not cloud.is_dense
@@ -142,7 +142,7 @@ def test_bag_adds_node_outputs_with_input_headers(tmp_path, capsys, storage, dep
         np.testing.assert_allclose(
             xyz[..., 0][valid], ((u - intr.cx) / intr.fx * depth)[valid], rtol=1e-5, atol=1e-6
         )
-        np.testing.assert_array_equal(points[..., 16], labels)
+        np.testing.assert_array_equal(points[..., 16:20].copy().view("<u4")[..., 0], labels)
         if gt is not None:
             per_frame.append(depth_metrics(depth, gt))
 

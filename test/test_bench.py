@@ -41,6 +41,9 @@ def test_bench_prints_model_stage_ros_and_multicamera_figures(tmp_path):
         "2",
         "--memory-frames",
         "150",
+        "--repeats",
+        "1",
+        "--compare-spinning",
         "--output",
         str(tmp_path / "bench"),
     ]
@@ -56,6 +59,28 @@ def test_bench_prints_model_stage_ros_and_multicamera_figures(tmp_path):
         assert re.search(rf"^\s+{stage}\s+{NUMBER}", out, re.M), stage
     ros = re.search(rf"depth output {NUMBER} fps, latency mean {NUMBER} ms", out)
     assert ros and float(ros.group(1)) > 0, out
+    # One row per node variant and subscription mode: fps, latency, CPU ms and % per frame,
+    # minor and major page faults per frame, from the node process's /proc/<pid>/stat.
+    e2e = {
+        (m.group(1).strip(), m.group(2)): [float(v) for v in m.groups()[2:]]
+        for m in re.finditer(
+            rf"^  (this checkout|this, cpu_spinning)\s+(all|depth|cloud)\s+{NUMBER}\s+{NUMBER}"
+            rf"\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$",
+            out,
+            re.M,
+        )
+    }
+    assert len(e2e) == 6, out
+    for (variant, mode), (fps, latency, cpu_ms, cpu_percent, minor, major) in e2e.items():
+        assert fps > 0 and latency > 0 and cpu_ms > 0 and cpu_percent > 0, (variant, mode)
+        assert minor >= 0 and major >= 0
+    assert "median of 1 interleaved run; load average" in out
+    assert re.search(rf"this checkout / this, cpu_spinning, depth: fps {NUMBER}x", out), out
+    assert re.search(rf"^\s+onnxruntime_spinning\s+{NUMBER} ms", out, re.M), out
+    cloud = re.search(
+        rf"cloud build \+ message {NUMBER} ms vs memcpy of the same {NUMBER} MB {NUMBER} ms", out
+    )
+    assert cloud and float(cloud.group(3)) > 0, out
     rows = {
         int(m.group(1)): [float(v) for v in m.groups()[1:]]
         for m in re.finditer(

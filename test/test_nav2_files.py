@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from depth_perception.camera import CameraIntrinsics
-from depth_perception.pointcloud import FLOAT32, UINT8, OrganizedCloudBuilder
+from depth_perception.pointcloud import FLOAT32, UINT32, OrganizedCloudBuilder
 
 ROOT = Path(__file__).resolve().parents[1]
 COSTMAP_FILE = ROOT / "config" / "nav2_costmap.yaml"
@@ -166,7 +166,7 @@ def test_costmap_settings_are_consistent():
 
 
 def test_cloud_fields_are_what_the_layers_read():
-    # Voxel/obstacle layers read float32 x, y, z; a semantic layer reads the uint8 label.
+    # Voxel/obstacle layers read float32 x, y, z; a semantic layer reads the uint32 label.
     builder = OrganizedCloudBuilder(
         CameraIntrinsics.from_hfov(8, 6, 70.0), with_rgb=True, with_label=True
     )
@@ -174,6 +174,6 @@ def test_cloud_fields_are_what_the_layers_read():
     assert fields["x"] == (0, FLOAT32, 1)
     assert fields["y"] == (4, FLOAT32, 1)
     assert fields["z"] == (8, FLOAT32, 1)
-    assert fields["label"][1:] == (UINT8, 1)
+    assert fields["label"][1:] == (UINT32, 1)
     text = COSTMAP_FILE.read_text()
-    assert "label (uint8" in text and "NaN" in text
+    assert "label (uint32" in text and "NaN" in text

@@ -8,7 +8,7 @@ import pytest
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.pointcloud import (
     FLOAT32,
-    UINT8,
+    UINT32,
     CloudData,
     OrganizedCloudBuilder,
     PointFieldSpec,
@@ -146,7 +146,7 @@ def test_label_field_and_layout_with_rgb() -> None:
         PointFieldSpec("y", 4, FLOAT32),
         PointFieldSpec("z", 8, FLOAT32),
         PointFieldSpec("rgb", 12, FLOAT32),
-        PointFieldSpec("label", 16, UINT8),
+        PointFieldSpec("label", 16, UINT32),
     ]
     assert cloud.point_step == 20 and cloud.row_step == 6 * 20
     assert cloud.data.shape == (4, 6, 20) and cloud.data.flags.c_contiguous
@@ -241,3 +241,68 @@ def test_mismatched_inputs_raise() -> None:
         OrganizedCloudBuilder(INTR, stride=0)
     with pytest.raises(ValueError):
         depth_to_points(np.ones((6, 4), np.float32), INTR)
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+@pytest.mark.parametrize("order", ["rgb", "bgr"])
+def test_row_blocks_and_validated_depth_match_the_reference(stride: int, order: str) -> None:
+    # 150 rows: more than one block of rows, and a last block that is not full.
+    intr = CameraIntrinsics(fx=120.0, fy=110.0, cx=61.5, cy=70.0, width=131, height=150)
+    rng = np.random.default_rng(5)
+    depth = rng.uniform(0.2, 30.0, (150, 131)).astype(np.float32)
+    depth[rng.random(depth.shape) < 0.2] = np.nan
+    depth[0, 0], depth[149, 130], depth[70, 3] = np.inf, -2.0, 0.0
+    rgb = rng.integers(0, 256, (150, 131, 3), dtype=np.uint8)
+    labels = rng.integers(0, 256, (150, 131), dtype=np.uint8)
+    builder = OrganizedCloudBuilder(
+        intr, stride=stride, with_rgb=True, with_label=True, color_order=order
+    )
+    reference = depth_to_points(depth, intr)[::stride, ::stride]
+    clean = np.where(np.isfinite(reference[..., 2]), depth[::stride, ::stride], np.nan)
+    expected_rgb = (rgb if order == "rgb" else rgb[..., ::-1])[::stride, ::stride]
+    built = {}
+    for name, kwargs in {
+        "float32": {"depth": depth},
+        "float64": {"depth": depth.astype(np.float64)},
+        "validated": {
+            "depth": np.ascontiguousarray(
+                np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
+            ),
+            "validated": True,
+        },
+    }.items():
+        cloud = builder.build(rgb=rgb, labels=labels, **kwargs)
+        pts = _parse(cloud)
+        np.testing.assert_array_equal(np.isnan(pts["z"]), np.isnan(clean), err_msg=name)
+        for i, axis in enumerate("xyz"):
+            np.testing.assert_allclose(pts[axis], reference[..., i], rtol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(unpack_rgb(pts["rgb"]), expected_rgb, err_msg=name)
+        np.testing.assert_array_equal(pts["label"], labels[::stride, ::stride], err_msg=name)
+        built[name] = pts.copy()
+    # NaN bit patterns may differ (sqrt(-1) is a negative NaN): compare the values.
+    for axis in ("x", "y", "z", "rgb", "label"):
+        np.testing.assert_array_equal(built["float32"][axis], built["validated"][axis])
+    millimetres = np.round(np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0) * 1e3)
+    millimetres = np.clip(millimetres, 0, 65535).astype(np.uint16)
+    pts = _parse(builder.build(millimetres, rgb=rgb, labels=labels))
+    expected_z = millimetres[::stride, ::stride] * np.float32(1e-3)
+    expected_z[millimetres[::stride, ::stride] == 0] = np.nan
+    np.testing.assert_allclose(pts["z"], expected_z, rtol=1e-6)
+    with pytest.raises(ValueError, match="validated"):
+        builder.build(millimetres, rgb=rgb, labels=labels, validated=True)
+
+
+def test_cloud_payload_is_the_reused_buffer() -> None:
+    from depth_perception.buffers import backing_payload
+
+    builder = OrganizedCloudBuilder(INTR, with_rgb=True, with_label=True)
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    labels = np.zeros((4, 6), np.uint8)
+    first = builder.build(_depth(), rgb=rgb, labels=labels)
+    assert first.payload is not None and len(first.payload) == first.row_step * first.height
+    assert backing_payload(first.data) is first.payload
+    assert bytes(first.payload) == first.tobytes()
+    second = builder.build(_depth() * 2, rgb=rgb, labels=labels)
+    assert second.payload is first.payload  # same memory every frame: no page faults
+    fresh = OrganizedCloudBuilder(INTR, reuse_buffer=False)
+    assert fresh.build(_depth()).payload is not fresh.build(_depth()).payload

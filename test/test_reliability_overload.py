@@ -161,8 +161,10 @@ def test_overload_keeps_latency_bounded_counts_drops_and_holds_memory(ros, tmp_p
         )
         assert input_rate > 3.0 * output_rate, "the node was not overloaded"
         # Bounded: nearly every output is within two of the node's frame periods of the newest
-        # input (a queue would instead fall further behind for the whole run).
-        assert np.percentile(lags, 99) <= 2.0 * frame_period
+        # input, plus the scheduling jitter of a loaded shared machine, which does not shrink
+        # with the period (a depth-only node now cycles in ~20 ms; a queue would instead fall
+        # further behind for the whole run: seconds, not tens of ms).
+        assert np.percentile(lags, 99) <= 2.0 * frame_period + 0.15
         assert np.median(lags[-len(lags) // 4 :]) <= 2.0 * frame_period
         # Nothing lost silently: every received frame was processed or counted as dropped.
         assert dropped > 0

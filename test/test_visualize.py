@@ -141,3 +141,24 @@ def test_make_panel_layout_and_captions() -> None:
         make_panel([], [])
     with pytest.raises(ValueError):
         make_panel([a.astype(np.float32)], ["x"])
+
+
+def test_colorize_and_overlay_write_into_given_buffers() -> None:
+    from depth_perception.visualize import make_palette
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 30, (12, 16), dtype=np.uint8)
+    labels[0, 0] = 255
+    rgb = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    palette = make_palette(19)
+    expected_colors = colorize_labels(labels, palette)
+    expected = overlay(rgb, expected_colors, 0.4, labels)
+    colors, scratch, blended = (np.full((12, 16, 3), 7, np.uint8) for _ in range(3))
+    assert colorize_labels(labels, palette, out=colors, scratch=scratch) is colors
+    np.testing.assert_array_equal(colors, expected_colors)
+    assert overlay(rgb, colors, 0.4, labels, out=blended) is blended
+    np.testing.assert_array_equal(blended, expected)
+    with pytest.raises(ValueError, match="out must be"):
+        overlay(rgb, colors, 0.4, labels, out=np.zeros((12, 15, 3), np.uint8))
+    with pytest.raises(ValueError, match="out must be"):
+        colorize_labels(labels, palette, out=np.zeros((12, 16, 3), np.float32))

@@ -4,6 +4,7 @@ measured side by side in one run, with the ratios that matter printed at the end
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -34,11 +35,13 @@ def _sample_frame(width: int, height: int):
     return frame.rgb, frame.intrinsics
 
 
-def bench_model(pipeline, model, seconds: float) -> dict[str, float]:
+def bench_model(pipeline, model, seconds: float, spinning_pipeline=None) -> dict[str, float]:
     """Model-only milliseconds per frame: the chosen backend and the baselines beside it.
 
     On the CPU the baseline is torch eager; where CUDA is available also torch eager on CUDA
     (FP32, no graphs: the reference of the GPU ratios) and torch CUDA with FP16 + CUDA graphs.
+    ``spinning_pipeline`` (ONNX Runtime with the other ``cpu_spinning`` setting) is timed too,
+    as ``onnxruntime_spinning`` or ``onnxruntime_no_spinning``.
     """
     import torch
 
@@ -50,6 +53,14 @@ def bench_model(pipeline, model, seconds: float) -> dict[str, float]:
     chosen = pipeline.choice.backend
     label = chosen.name if chosen.device == "cpu" else f"{chosen.name}_cuda"
     results = {label: _time_it(lambda: chosen.infer(batch), seconds)}
+    other = spinning_pipeline.choice.backend if spinning_pipeline is not None else None
+    if other is not None and other.name == "onnxruntime":
+        name = (
+            "onnxruntime_spinning"
+            if getattr(other, "spinning", False)
+            else ("onnxruntime_no_spinning")
+        )
+        results[name] = _time_it(lambda: other.infer(batch), seconds)
     if label != "torch":
         torch_backend = TorchBackend(model, "cpu")
         results["torch"] = _time_it(lambda: torch_backend.infer(batch), seconds)
@@ -119,13 +130,45 @@ def bench_stages(pipeline, width: int, height: int, seconds: float) -> dict[str,
     return {name: float(np.median(samples[name])) for name in names}
 
 
-def bench_ros(args: argparse.Namespace) -> dict[str, object]:
-    """End to end through real ROS 2: camera_source (replaying frames) -> mono_depth."""
-    from depth_perception.apps.demo import run_monitored
+def bench_cloud_message(width: int, height: int, seconds: float) -> dict[str, float]:
+    """The cloud's build + message against a memcpy of the same bytes (ms, median).
 
-    args.family, args.seed, args.scene = "indoor", 0, 9000
-    args.domain_id, args.startup_timeout = None, 120.0
-    return run_monitored(args, replay_frames=30)
+    ``build_message``: the node's path (reused buffer, taken by the message as it is);
+    ``build_copy_message``: the same build, then the copy into a fresh buffer that the message
+    took before (``fast_bytes``, a message without ``check_fields``); ``memcpy``: copying the
+    payload's bytes into a preallocated buffer of the same size.
+    """
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import Header
+
+    from depth_perception.nodes.conversions import cloud_msg, fast_bytes
+    from depth_perception.pointcloud import OrganizedCloudBuilder
+
+    rng = np.random.default_rng(0)
+    rgb, intrinsics = _sample_frame(width, height)
+    depth = rng.uniform(0.3, 10.0, (height, width)).astype(np.float32)
+    depth[rng.random((height, width)) < 0.05] = np.nan
+    labels = rng.integers(0, 20, (height, width), dtype=np.uint8)
+    header = Header(frame_id="camera_optical_frame")
+    builder = OrganizedCloudBuilder(intrinsics, with_rgb=True, with_label=True)
+
+    def build_message():
+        return cloud_msg(builder.build(depth, rgb=rgb, labels=labels, validated=True), header)
+
+    def build_copy_message():
+        cloud = builder.build(depth, rgb=rgb, labels=labels, validated=True)
+        msg = PointCloud2()
+        msg.data = fast_bytes(cloud.data)
+        return msg
+
+    source = np.frombuffer(build_message().data, np.uint8).copy()
+    target = np.empty_like(source)
+    return {
+        "build_message": _time_it(build_message, seconds),
+        "build_copy_message": _time_it(build_copy_message, seconds),
+        "memcpy": _time_it(lambda: np.copyto(target, source), seconds),
+        "megabytes": source.nbytes / 1e6,
+    }
 
 
 def _rss_kib(pid: int) -> int:
@@ -367,9 +410,15 @@ def run_bench(args: argparse.Namespace) -> int:
     print(
         f"model {d.name} at {d.input_width}x{d.input_height}, camera {args.width}x"
         f"{args.height}, backend {pipeline.choice.backend.describe()}, "
-        f"weights {pipeline.weights}"
+        f"weights {pipeline.weights}; load average {os.getloadavg()[0]:.2f}"
     )
-    model_ms = bench_model(pipeline, model, args.seconds)
+    spinning_pipeline = None
+    if pipeline.choice.backend.name == "onnxruntime":
+        # The other cpu_spinning setting, timed beside the node's default.
+        spinning_pipeline = load_pipeline(config.replace(cpu_spinning=not config.cpu_spinning))
+    model_ms = bench_model(pipeline, model, args.seconds, spinning_pipeline)
+    if spinning_pipeline is not None:
+        spinning_pipeline.close()
     print("\nmodel only (ms per frame, median):")
     for name, value in model_ms.items():
         print(f"  {name:12s} {value:8.2f} ms  {1e3 / value:8.1f} fps")
@@ -379,25 +428,45 @@ def run_bench(args: argparse.Namespace) -> int:
     for name, value in stages.items():
         print(f"  {name:12s} {value:8.2f}")
     print(f"  {'overhead':12s} {overhead:8.2f}  (every stage except inference)")
-    ros = None
+    cloud = bench_cloud_message(args.width, args.height, args.seconds)
+    print(
+        f"\ncloud build + message {cloud['build_message']:.2f} ms vs memcpy of the same "
+        f"{cloud['megabytes']:.1f} MB {cloud['memcpy']:.2f} ms: "
+        f"{cloud['build_message'] / cloud['memcpy']:.1f}x (with a copy into a fresh buffer, as "
+        f"before: {cloud['build_copy_message']:.2f} ms, "
+        f"{cloud['build_copy_message'] / cloud['memcpy']:.1f}x)"
+    )
+    chosen = pipeline.choice.backend
+    backend_name = chosen.name if chosen.device == "cpu" else f"{chosen.name}_cuda"
+    model_fps = 1e3 / model_ms[backend_name]
+    e2e = None
     if not args.skip_ros:
-        ros = bench_ros(args)
-        if not ros["ok"]:
-            print(f"end-to-end run failed: {ros['error']}")
+        from depth_perception.apps.bench_e2e import (
+            Variant,
+            print_end_to_end,
+            run_end_to_end,
+        )
+
+        variants = [Variant("this checkout")]
+        if args.compare_spinning:
+            variants.append(Variant("this, cpu_spinning", parameters={"cpu_spinning": True}))
+        if args.compare_tree:
+            tree = Path(args.compare_tree)
+            if not (tree / "depth_perception" / "nodes" / "mono_depth_node.py").is_file():
+                print(f"--compare-tree {tree}: not a checkout of this package")
+                return 2
+            variants.append(Variant(f"tree {tree.name}", tree=str(tree)))
+        load_start = os.getloadavg()
+        runs = run_end_to_end(args, variants, list(args.modes))
+        e2e = print_end_to_end(args, runs, model_fps, (load_start, os.getloadavg()))
+        ours = e2e["this checkout"].get(args.modes[0])
+        if ours is None or ours.error is not None:
+            print(f"end-to-end run failed: {ours.error if ours else 'not run'}")
             return 1
         print(
-            f"\nend to end over ROS 2 ({args.duration:.0f} s, camera {args.rate:.0f} Hz, "
-            "separate processes, shipped Fast DDS profile):"
+            f"  depth output {ours.fps:.1f} fps, latency mean {ours.latency_ms:.1f} ms "
+            f"(this checkout, subscribed: {args.modes[0]})"
         )
-        print(
-            f"  depth output {ros['fps']:.1f} fps, latency mean {ros['latency_mean_ms']:.1f} "
-            f"ms, p95 {ros['latency_p95_ms']:.1f} ms, dropped {ros['dropped']}"
-        )
-        node_stages = ros["node_stages"]
-        if node_stages:
-            print(
-                "  node stages (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in node_stages.items())
-            )
     if args.memory_frames:
         print(f"\nmemory over {args.memory_frames:,} frames (one camera, all outputs on):")
         row = bench_cameras(args, 1, memory_frames=args.memory_frames)
@@ -412,8 +481,6 @@ def run_bench(args: argparse.Namespace) -> int:
     if camera_rows:
         print_cameras_table(args, camera_rows)
     print("\nratios (same run):")
-    chosen = pipeline.choice.backend
-    backend_name = chosen.name if chosen.device == "cpu" else f"{chosen.name}_cuda"
     if "torch" in model_ms and backend_name != "torch":
         print(
             f"  {backend_name} vs torch eager (CPU) speed-up: "
@@ -426,12 +493,16 @@ def run_bench(args: argparse.Namespace) -> int:
                     f"  {name} vs torch eager CUDA speed-up: "
                     f"{model_ms['torch_cuda_eager'] / value:.2f}x"
                 )
-    if ros is not None:
-        model_fps = 1e3 / model_ms[backend_name]
-        print(
-            f"  pipeline efficiency (end-to-end fps / model-only fps): "
-            f"{ros['fps'] / model_fps:.2f}"
-        )
+    if e2e is not None and "all" in e2e["this checkout"]:
+        row = e2e["this checkout"]["all"]
+        if row.error is None:
+            print(
+                f"  pipeline efficiency (end-to-end fps / model-only fps): "
+                f"{row.fps / model_fps:.2f}"
+            )
+    for name, value in model_ms.items():
+        if name.startswith("onnxruntime_") and backend_name == "onnxruntime":
+            print(f"  model only, {backend_name} vs {name}: {value / model_ms[backend_name]:.2f}x")
     if 1 in camera_rows and camera_rows[1]["ok"]:
         for count, row in camera_rows.items():
             if count > 1 and row["ok"] and camera_rows[1]["total_fps"] > 0:
@@ -481,6 +552,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also measure one node serving N cameras (batched), e.g. --cameras 1 2 4",
     )
     parser.add_argument("--startup-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        metavar="N",
+        help="end-to-end runs per variant, interleaved; every figure is the median",
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["all", "depth", "cloud"],
+        choices=["all", "depth", "cloud"],
+        help="which outputs the end-to-end monitor subscribes to (all, depth only, cloud only)",
+    )
+    parser.add_argument(
+        "--compare-spinning",
+        action="store_true",
+        help="also run the node with cpu_spinning true (ONNX Runtime threads busy-wait)",
+    )
+    parser.add_argument(
+        "--compare-tree",
+        default="",
+        metavar="DIR",
+        help="also run the node from another checkout (e.g. a git worktree of an older commit) "
+        "in the same runs, interleaved: before/after side by side",
+    )
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS domain (random)")
     parser.add_argument(
         "--memory-frames",
         type=int,

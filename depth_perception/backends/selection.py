@@ -61,6 +61,8 @@ class BackendOptions:
 
     Attributes:
         num_threads: CPU intra-op threads (0 = all / the library's default).
+        cpu_spinning: ONNX Runtime's idle intra-op threads busy-wait for work (see
+            ``OnnxRuntimeBackend``); off = they sleep and leave the cores to the rest of the node.
         precision: ``fp32``, ``fp16`` or ``int8``. TensorRT builds that precision; torch on CUDA
             runs FP16 autocast unless ``fp32`` (it has no INT8 path); the CPU backends always
             run FP32.
@@ -78,6 +80,7 @@ class BackendOptions:
     """
 
     num_threads: int = 0
+    cpu_spinning: bool = False
     precision: str = "fp16"
     cuda_graphs: bool = False
     dla_core: int = -1
@@ -185,7 +188,9 @@ def _start(
     if name == "onnxruntime":
         from depth_perception.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(onnx_path(), num_threads=options.num_threads)
+        return OnnxRuntimeBackend(
+            onnx_path(), num_threads=options.num_threads, spinning=options.cpu_spinning
+        )
     if name == "torch":
         from depth_perception.backends.torch_backend import TorchBackend
 

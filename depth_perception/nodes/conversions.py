@@ -1,7 +1,12 @@
 """Conversions between ROS 2 messages and the core's numpy arrays (no cv_bridge needed).
 
-Buffers are filled with ``array.array('B')`` + ``frombytes``: assigning an ndarray or a
-memoryview to ``msg.data`` goes through rosidl's per-element checks and is ~1000x slower.
+A message's ``data`` is an ``array.array('B')``. Arrays that the core wrote into a reused
+buffer (a full view over an ``array.array``, see ``depth_perception.buffers``) are handed over
+as they are: a message created with ``check_fields=True`` keeps an assigned ``array.array``
+without copying it, and ``publish()`` serializes it inside the call, so the core may overwrite
+the buffer for the next frame. Other arrays are copied once with ``array.array('B')`` +
+``frombytes`` (assigning an ndarray or a memoryview goes through rosidl's per-element checks and
+is ~1000x slower).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from depth_perception.buffers import backing_payload
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.frame_pipeline import FrameOutputs
 from depth_perception.image_encoding import decode_to_rgb, encoding_for_array
@@ -25,6 +31,12 @@ def fast_bytes(buffer: np.ndarray) -> array.array:
     return data
 
 
+def payload_of(values: np.ndarray) -> array.array:
+    """``msg.data`` for ``values``: its own reused buffer when it has one, else a copy."""
+    payload = backing_payload(values)
+    return payload if payload is not None else fast_bytes(values)
+
+
 def image_msg_to_rgb(msg: Image) -> np.ndarray:
     """Decode a sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) into HxWx3 RGB uint8."""
     return decode_to_rgb(msg.data, msg.width, msg.height, msg.step, msg.encoding)
@@ -32,13 +44,15 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
 
 def array_to_image_msg(array_: np.ndarray, header: Header, encoding: str | None = None) -> Image:
     """An Image message for a 2-D float32/uint16/uint8 or HxWx3 uint8 array."""
-    msg = Image()
+    # check_fields=True: the message keeps an assigned array.array instead of copying it.
+    msg = Image(check_fields=True)
     msg.header = header
-    msg.height, msg.width = array_.shape[:2]
+    msg.height, msg.width = (int(n) for n in array_.shape[:2])
     msg.encoding = encoding or encoding_for_array(array_)
     msg.is_bigendian = 0
-    msg.step = int(array_.strides[0]) if array_.flags.c_contiguous else msg.width * array_.itemsize
-    msg.data = fast_bytes(array_)
+    # A row of the published bytes (the copy of a non-contiguous array is contiguous).
+    msg.step = msg.width * int(np.prod(array_.shape[2:], dtype=np.int64)) * array_.itemsize
+    msg.data = payload_of(array_)
     return msg
 
 
@@ -77,8 +91,8 @@ def camera_info_msg(
 
 
 def cloud_msg(cloud: CloudData, header: Header) -> PointCloud2:
-    """An organized PointCloud2 from the core's cloud buffer."""
-    msg = PointCloud2()
+    """An organized PointCloud2 that takes the core's cloud buffer as its data (no copy)."""
+    msg = PointCloud2(check_fields=True)
     msg.header = header
     msg.height = cloud.height
     msg.width = cloud.width
@@ -89,20 +103,25 @@ def cloud_msg(cloud: CloudData, header: Header) -> PointCloud2:
     msg.is_bigendian = False
     msg.point_step = cloud.point_step
     msg.row_step = cloud.row_step
-    msg.is_dense = cloud.is_dense
-    msg.data = fast_bytes(cloud.data)
+    msg.is_dense = bool(cloud.is_dense)
+    if cloud.payload is not None and backing_payload(cloud.data) is cloud.payload:
+        msg.data = cloud.payload
+    else:
+        msg.data = fast_bytes(cloud.data)
     return msg
 
 
 def output_messages(outputs: FrameOutputs, header: Header) -> dict[str, object]:
     """The rclpy messages of one frame's outputs, keyed like the node's publishers.
 
-    Keys: ``depth`` and ``depth_info`` (with depth), ``points``, ``mask`` and ``color``
-    (with labels); an output that is None has no message. Every message carries ``header``.
+    Keys: ``depth``, ``depth_info`` (when wanted), ``points``, ``mask`` and ``color``; an
+    output that is None has no message. Every message carries ``header``. Arrays in reused
+    buffers become the messages' data without a copy: publish before the camera's next frame.
     """
     messages: dict[str, object] = {}
     if outputs.depth is not None:
         messages["depth"] = array_to_image_msg(outputs.depth, header, "32FC1")
+    if outputs.depth_info:
         messages["depth_info"] = camera_info_msg(outputs.intrinsics, header, outputs.camera_info)
     if outputs.cloud is not None:
         messages["points"] = cloud_msg(outputs.cloud, header)

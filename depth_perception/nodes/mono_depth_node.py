@@ -14,6 +14,12 @@ newest frame of every camera that has one through the model as ONE batch (``batc
 in /diagnostics); drops, frames and rates are also reported per camera
 (``<cam>_dropped_frames``, ``<cam>_rate_hz``, ...).
 
+Outputs on demand (``outputs_on_demand``, default on): per frame and camera the worker asks
+each output's publisher for its subscriber count and computes only the outputs someone takes
+(and their ``publish_*`` switch allows), with only the stages they need; a frame of a camera
+with no subscriber at all is not even decoded (``frames_idle``). /diagnostics lists the outputs
+computed for the last frame (``active_outputs``, ``<cam>_active_outputs``).
+
 Parameters: a change is validated as a whole (ranges, then the depth range against the loaded
 checkpoint) into a new frozen ``NodeSettings`` that replaces the old one in one assignment; a
 refused change changes nothing. The worker reads one settings snapshot per batch.
@@ -57,6 +63,7 @@ from depth_perception.frame_pipeline import (
     FramePipeline,
     IntrinsicsChoice,
     LatestFrames,
+    OutputDemand,
     PreparedFrame,
     prepare_frame,
 )
@@ -168,6 +175,9 @@ class _Camera:
     received: int = 0
     processed: int = 0
     period_processed: int = 0
+    # Outputs computed for the last frame (those with a subscriber, or forced): /diagnostics.
+    active: tuple[str, ...] = ()
+    idle: int = 0
 
     def topic(self, name: str) -> str:
         """``name`` in this camera's namespace (relative to the node's)."""
@@ -219,6 +229,7 @@ class MonoDepthNode(LifecycleNode):
         self._error_logged: dict[str, float] = {}
         self._batches = self._batch_frames = self._batch_size_max = 0
         self._period_batches = self._period_batch_frames = 0
+        self._idle_frames = self._period_idle = 0
         self._diagnostics_time = time.monotonic()
         # Diagnostics run in every lifecycle state: an unconfigured node must say why.
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -259,6 +270,7 @@ class MonoDepthNode(LifecycleNode):
         self._slot = LatestFrames(names)
         self._batches = self._batch_frames = self._batch_size_max = 0
         self._period_batches = self._period_batch_frames = 0
+        self._idle_frames = self._period_idle = 0
         for camera in self._cameras.values():
             for key, (message_type, topic) in OUTPUTS.items():
                 camera.outputs[key] = self.create_lifecycle_publisher(
@@ -500,8 +512,17 @@ class MonoDepthNode(LifecycleNode):
         config = settings.config
         start = time.perf_counter()
         prepared: list[tuple[_Camera, _Frame, PreparedFrame]] = []
+        demands: dict[str, OutputDemand] = {}
         for name, frame in frames.items():
             camera = self._cameras[name]
+            demand = self._demand(camera, config)
+            camera.active = tuple(demand.active())
+            if not demand.any:  # nobody listens to this camera: not even decoded
+                camera.idle += 1
+                self._idle_frames += 1
+                self._period_idle += 1
+                continue
+            demands[name] = demand
             begin = time.perf_counter()
             try:
                 rgb = image_msg_to_rgb(frame.image)
@@ -519,7 +540,7 @@ class MonoDepthNode(LifecycleNode):
             prepared.append((camera, frame, ready))
         if not prepared:
             return
-        results = frame_pipeline.process([ready for _, _, ready in prepared], config)
+        results = frame_pipeline.process([ready for _, _, ready in prepared], config, demands)
         self._inference_failures = 0
         self._batches += 1
         self._batch_frames += len(prepared)
@@ -534,6 +555,13 @@ class MonoDepthNode(LifecycleNode):
             stamp = frame.image.header.stamp
             now = self.get_clock().now().nanoseconds * 1e-9
             self.stats.record_frame(outputs.timings_ms, now - (stamp.sec + stamp.nanosec * 1e-9))
+
+    def _demand(self, camera: _Camera, config: PerceptionConfig) -> OutputDemand:
+        """This frame's outputs: switched on and subscribed (one rcl call per publisher)."""
+        if not config.outputs_on_demand:
+            return OutputDemand.everything(config)
+        counts = {key: pub.get_subscription_count() for key, pub in camera.outputs.items()}
+        return OutputDemand.from_subscribers(config, counts)
 
     def _publish(self, camera: _Camera, frame: _Frame, outputs: FrameOutputs) -> None:
         """Publish one frame's outputs with the input image's header."""
@@ -629,6 +657,8 @@ class MonoDepthNode(LifecycleNode):
             level, message = DiagnosticStatus.WARN, "weights are UNTRAINED (random)"
         elif snapshot["fallback_intrinsics"]:
             level, message = DiagnosticStatus.WARN, "no camera_info: fallback intrinsics"
+        elif snapshot["processed_in_period"] == 0 and self._period_idle:
+            message = "idle: no subscriber to any output (frames are not processed)"
         elif snapshot["processed_in_period"] == 0:
             level, message = DiagnosticStatus.WARN, "no frames processed in the last period"
         status.level = level
@@ -662,8 +692,13 @@ class MonoDepthNode(LifecycleNode):
                 else (self._batch_frames / self._batches if self._batches else 0.0)
             ),
             "batch_size_max": self._batch_size_max,
+            # Frames skipped before decoding because no output had a subscriber.
+            "frames_idle": self._idle_frames,
         }
-        self._period_batches = self._period_batch_frames = 0
+        self._period_batches = self._period_batch_frames = self._period_idle = 0
+        single = self._cameras.get("")
+        if single is not None:
+            values["active_outputs"] = ",".join(single.active) or "none"
         named = [camera for camera in self._cameras.values() if camera.name]
         if named:
             values["cameras"] = ",".join(camera.name for camera in named)
@@ -672,6 +707,7 @@ class MonoDepthNode(LifecycleNode):
             values[f"{camera.name}_frames_processed"] = camera.processed
             values[f"{camera.name}_dropped_frames"] = dropped.get(camera.name, 0)
             values[f"{camera.name}_rate_hz"] = camera.period_processed / elapsed
+            values[f"{camera.name}_active_outputs"] = ",".join(camera.active) or "none"
             camera.period_processed = 0
         return values
 
