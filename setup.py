@@ -16,7 +16,8 @@ setup(
     # Bundled default weights travel inside the Python package, so `pip install` and
     # `colcon build` find them the same way (importlib.resources).
     package_data={
-        PACKAGE: ["weights/*.safetensors", "weights/*.json", "weights/*.md"],
+        # The .onnx beside the weights lets ONNX Runtime run them without torch.
+        PACKAGE: ["weights/*.safetensors", "weights/*.json", "weights/*.md", "weights/*.onnx"],
         "training": ["configs/*.yaml", "data/*.yaml"],
     },
     data_files=[
@@ -29,16 +30,34 @@ setup(
         # loads the copy inside the Python package.
         (f"share/{PACKAGE}/weights", glob(f"{PACKAGE}/weights/*")),
     ],
+    # What a CPU-only robot needs: the node, `infer` and `bag` on ONNX Runtime with the bundled
+    # model or any checkpoint whose ONNX export exists (depth_perception.onnx_files). torch
+    # (several GB with its CUDA libraries) is an extra.
     install_requires=[
         "numpy",
         "opencv-python-headless",
         "pyyaml",
-        "safetensors",
         "onnxruntime",
-        "torch",
-        "torchvision",
-        "onnx",
+        "tqdm",
     ],
+    extras_require={
+        # `depth-perception bag` (reads and writes rosbag2 without a ROS install).
+        "bag": ["rosbags"],
+        # The torch backend, TensorRT (through torch CUDA tensors), exporting the ONNX of a
+        # checkpoint that has none yet, `export`, and everything that writes checkpoints.
+        "torch": ["torch", "torchvision", "onnx", "safetensors"],
+        # Training, evaluation and the data-set readers.
+        "train": [
+            "torch",
+            "torchvision",
+            "onnx",
+            "safetensors",
+            "tensorboard",
+            "h5py",
+            "scipy",
+            "rosbags",
+        ],
+    },
     zip_safe=True,
     entry_points={
         "console_scripts": [

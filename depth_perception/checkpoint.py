@@ -22,12 +22,13 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from depth_perception.models import build_model, get_model_info
+# torch and the model registry are imported where weights are touched, not here: the metadata
+# (CheckpointMeta, checkpoint_paths) is read by the ONNX Runtime path, which runs without torch.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 # 2: typed ``provenance`` (format 1 had free-form flags in ``extra``; still read).
 FORMAT_VERSION = 2
@@ -252,6 +253,8 @@ class CheckpointMeta:
         Normalisation, metric flag and default input size come from the registry; class names
         and depth range from the model's contract attributes unless given.
         """
+        from depth_perception.models import get_model_info
+
         info = get_model_info(name)
         width, height = input_size if input_size is not None else info.default_input_size
         names = class_names if class_names is not None else list(getattr(model, "class_names", ()))
@@ -323,6 +326,8 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
 
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain module inside DDP/DataParallel and ``torch.compile`` wrappers."""
+    from torch import nn
+
     while True:
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module
@@ -398,6 +403,25 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: CheckpointMeta
     return weights_path
 
 
+def read_metadata_file(meta_path: str | Path) -> tuple[CheckpointMeta, str | None]:
+    """Parse a checkpoint's ``.json``: ``(metadata, SHA-256 recorded for the weights or None)``.
+
+    Raises:
+        ValueError: ``corrupt checkpoint metadata ...`` when it cannot be parsed or is
+            incomplete or newer than this code.
+    """
+    try:
+        raw = json.loads(Path(meta_path).read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("top level is not a JSON object")
+        expected_hash = raw.pop("weights_sha256", None)
+        for key in _FILE_KEYS:
+            raw.pop(key, None)
+        return CheckpointMeta.from_dict(raw), expected_hash
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"corrupt checkpoint metadata {meta_path}: {exc}") from exc
+
+
 def load_checkpoint(path: str | Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
@@ -421,17 +445,7 @@ def load_checkpoint(path: str | Path) -> tuple[CheckpointMeta, dict[str, torch.T
             f"checkpoint needs both {weights_path} and {meta_path}; missing: "
             + ", ".join(str(p) for p in missing)
         )
-    try:
-        raw = json.loads(meta_path.read_text(encoding="utf-8"))
-        if not isinstance(raw, dict):
-            raise ValueError("top level is not a JSON object")
-        expected_hash = raw.pop("weights_sha256", None)
-        for key in _FILE_KEYS:
-            raw.pop(key, None)
-        meta = CheckpointMeta.from_dict(raw)
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"corrupt checkpoint metadata {meta_path}: {exc}") from exc
-
+    meta, expected_hash = read_metadata_file(meta_path)
     blob = weights_path.read_bytes()
     if expected_hash is not None and hashlib.sha256(blob).hexdigest() != expected_hash:
         raise ValueError(
@@ -490,6 +504,8 @@ def load_model(
         FileNotFoundError, ValueError: as :func:`load_checkpoint`; ValueError also when the
             weights do not fit the architecture (naming the keys/shapes or class counts).
     """
+    from depth_perception.models import build_model
+
     meta, state = load_checkpoint(path)
     args = dict(meta.model_args)
     # Pretrained-initialisation files are irrelevant once the checkpoint's weights are loaded

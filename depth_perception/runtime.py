@@ -2,6 +2,12 @@
 
 Shared by the node, the demo and the tools, so they all resolve weights, sizes and backends
 the same way. Imports no rclpy.
+
+Imports no torch either until a torch model is needed: when the backend chain starts on ONNX
+Runtime and the checkpoint's ONNX export exists (bundled beside the weights, or cached by an
+earlier start; ``depth_perception.onnx_files``), the checkpoint's metadata and that file are
+all it reads. The model is rebuilt in torch only to export a missing ONNX file, for the torch
+or TensorRT backends, or when ONNX Runtime fails and the chain falls back to torch.
 """
 
 from __future__ import annotations
@@ -13,34 +19,36 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from depth_perception.backends.base import BackendError
+from depth_perception.backends.base import BackendError, BackendUnavailableError
 from depth_perception.backends.calibration import families_for_classes
+from depth_perception.backends.devices import cuda_usable
 from depth_perception.backends.selection import (
     BackendChoice,
     BackendOptions,
     backend_chain,
     create_backend,
-    cuda_available,
 )
-from depth_perception.checkpoint import load_model
+from depth_perception.checkpoint_meta import CheckpointInfo, read_checkpoint_meta
 from depth_perception.config import PerceptionConfig
-from depth_perception.export import export_onnx
-from depth_perception.models import build_model, get_model_info
+from depth_perception.onnx_files import cache_dir, export_to_cache, find_onnx
 from depth_perception.predictor import DepthPredictor, ModelDescription
 from depth_perception.visualize import make_palette
 
+if TYPE_CHECKING:
+    import torch
 
-def cache_dir() -> Path:
-    """Where exported ONNX files and TensorRT engines are kept between runs."""
-    explicit = os.environ.get("DEPTH_PERCEPTION_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "depth_perception"
+__all__ = [
+    "LoadedPipeline",
+    "bundled_weights",
+    "cache_dir",
+    "load_pipeline",
+    "palette_for",
+    "resolve_weights",
+]
 
 
 def bundled_weights(model: str) -> Path | None:
@@ -174,6 +182,9 @@ class LoadedPipeline:
 def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipeline:
     """Load weights, build the model, pick and start a backend, and wrap them in a predictor.
 
+    On the ONNX Runtime path (``backend: onnxruntime``, or ``auto`` without a GPU) with an
+    existing ONNX export of the checkpoint, torch is not imported (see the module docstring).
+
     Args:
         config: the node's parameters.
         max_batch: largest batch one inference call gets (a multi-camera node passes its
@@ -186,26 +197,35 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
     """
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1 (the number of cameras), got {max_batch}")
-    info = get_model_info(config.model)
     weights = resolve_weights(config)
     warnings: list[str] = []
     notes: list[str] = []
     if weights is not None:
-        model, meta = load_model(weights, device="cpu")
+        checkpoint = read_checkpoint_meta(weights)
+        meta = checkpoint.meta
         if meta.model != config.model:
             raise ValueError(
                 f"weights {weights} are for model '{meta.model}', but model is '{config.model}'"
             )
-        trained = meta.provenance.trained is not False  # None: not recorded
+        source = _ModelSource(config.model, checkpoint, notes)
+        trained = checkpoint.trained
         width, height = meta.input_width, meta.input_height
         mean, std = tuple(meta.mean), tuple(meta.std)
         class_names = tuple(meta.class_names)
         min_depth, max_depth, metric = meta.min_depth, meta.max_depth, meta.metric
         weights_label = str(weights)
     else:
-        # Reproducible random weights so that exported files and caches are stable.
-        torch.manual_seed(0)
-        model = build_model(config.model)
+        try:
+            from depth_perception.models import get_model_info
+        except ImportError as error:
+            raise BackendUnavailableError(
+                f"model '{config.model}' has no weights here (no bundled checkpoint, weights "
+                f"parameter empty), and random weights need torch, which is not importable "
+                f"({error})"
+            ) from error
+        info = get_model_info(config.model)
+        source = _ModelSource(config.model, None, notes)
+        model = source.model()
         trained = False
         width, height = info.default_input_size
         mean, std = info.mean, info.std
@@ -229,14 +249,6 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         )
     if config.input_width:
         width, height = config.input_width, config.input_height
-    multiple = int(getattr(model, "input_multiple", 1))
-    if width % multiple or height % multiple:
-        raise ValueError(
-            f"input size {width}x{height} is not a multiple of {multiple}, which "
-            f"'{config.model}' needs; choose e.g. {width // multiple * multiple}x"
-            f"{height // multiple * multiple}"
-        )
-    model.eval()
     description = ModelDescription(
         name=config.model,
         input_width=width,
@@ -249,29 +261,20 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         metric=bool(metric),
         trained=trained,
     )
-
-    def onnx_file() -> Path:
-        key = {
-            "model": config.model,
-            "state": _state_digest(model),
-            "size": [width, height],
-            "torch": torch.__version__,
-        }
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-        path = cache_dir() / "onnx" / f"{config.model}-{width}x{height}-{digest}.onnx"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Fixed height and width: ONNX Runtime optimises static shapes better, and the
-            # node's network size never changes without a reconfigure. The batch axis stays
-            # dynamic: a multi-camera node sends one image per camera in one batch.
-            export_onnx(model, path, width, height, dynamic_size=False)
-            notes.append(f"exported ONNX to {path}")
-        else:
-            notes.append(f"reusing cached ONNX {path}")
-        return path
-
-    chain = backend_chain(config.backend, config.device, cuda_available())
-
+    # Asking torch about CUDA costs its import: only a chain that may use the GPU asks, and
+    # only where a GPU may be present at all.
+    may_use_gpu = config.backend != "onnxruntime" and config.device == "auto"
+    chain = backend_chain(config.backend, config.device, may_use_gpu and cuda_usable())
+    source.set_size(width, height)
+    if chain[0][0] != "onnxruntime" or source.find_onnx() is None:
+        # The first backend needs the torch model (or an export made from it): load it now,
+        # so that weights that do not fit the architecture or the size fail the start.
+        try:
+            source.model()
+        except BackendUnavailableError:
+            # No torch here: the chain skips what needs it, with this reason, and ONNX
+            # Runtime still starts where the export exists.
+            pass
     options = BackendOptions(
         num_threads=config.num_threads,
         cpu_spinning=config.cpu_spinning,
@@ -289,7 +292,7 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         # TensorRT sets max_batch_size = max_batch; DepthPredictor.predict_batch splits larger
         # batches by it, the other backends take any batch.
         return create_backend(
-            entries, model, onnx_file, (width, height), cache_dir(), options=options
+            entries, source.model, source.onnx_file, (width, height), cache_dir(), options=options
         )
 
     choice = restart(chain)
@@ -311,3 +314,115 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         warnings=warnings,
         restart=restart,
     )
+
+
+class _ModelSource:
+    """The torch model and the ONNX file of one checkpoint, each made at most once, on demand.
+
+    ``model()`` imports torch and rebuilds the network; ``onnx_file()`` finds the checkpoint's
+    export (no torch) or makes one from ``model()`` into the cache.
+    """
+
+    def __init__(self, name: str, checkpoint: CheckpointInfo | None, notes: list[str]) -> None:
+        self.name = name
+        self.checkpoint = checkpoint
+        self.size = (0, 0)
+        # The pipeline's notes: what is found or exported, also on a later fallback.
+        self.notes = notes
+        self._model: torch.nn.Module | None = None
+        self._onnx: Path | None = None
+
+    def set_size(self, width: int, height: int) -> None:
+        """The network input size (checked against a model already loaded)."""
+        self.size = (width, height)
+        if self._model is not None:
+            self._check_size(self._model)
+
+    def model(self) -> torch.nn.Module:
+        """The network in eval mode on the CPU (checked against the input size, once set)."""
+        if self._model is None:
+            model = self._build()
+            if self.size != (0, 0):
+                self._check_size(model)
+            self._model = model
+        return self._model
+
+    def _check_size(self, model: torch.nn.Module) -> None:
+        width, height = self.size
+        multiple = int(getattr(model, "input_multiple", 1))
+        if width % multiple or height % multiple:
+            raise ValueError(
+                f"input size {width}x{height} is not a multiple of {multiple}, which "
+                f"'{self.name}' needs; choose e.g. {width // multiple * multiple}x"
+                f"{height // multiple * multiple}"
+            )
+
+    def _build(self) -> torch.nn.Module:
+        if self.checkpoint is None:
+            import torch
+
+            from depth_perception.models import build_model
+
+            # Reproducible random weights so that exported files and caches are stable.
+            torch.manual_seed(0)
+            return build_model(self.name).eval()
+        try:
+            # Imported first, alone, so a missing torch is reported as what it means here.
+            import torch
+        except ImportError as error:
+            width, height = self.size
+            weights = self.checkpoint.weights_path
+            if self.find_onnx() is None:
+                reason = (
+                    f"{weights} has no ONNX export for {width}x{height} beside it or in "
+                    f"{cache_dir() / 'onnx'}, and making one needs torch, which is not "
+                    f"importable ({error}): install the torch extra (pip install "
+                    "'depth_perception[torch]') and start once to export it; later starts "
+                    "run without torch"
+                )
+            else:
+                reason = (
+                    f"the torch backend needs torch, which is not importable ({error}); ONNX "
+                    f"Runtime runs {self._onnx} without it (backend onnxruntime)"
+                )
+            raise BackendUnavailableError(reason) from error
+        from depth_perception.checkpoint import load_model
+
+        return load_model(self.checkpoint.weights_path, device="cpu")[0].eval()
+
+    def find_onnx(self) -> Path | None:
+        """The existing export for the checkpoint at ``size``, without torch; None if none."""
+        if self._onnx is None and self.checkpoint is not None:
+            self._onnx = find_onnx(self.checkpoint, *self.size)
+            if self._onnx is not None:
+                self.notes.append(f"using the ONNX export {self._onnx}")
+        return self._onnx
+
+    def onnx_file(self) -> Path:
+        """The export for ``size``: found, else exported once (into the cache)."""
+        if self.find_onnx() is not None:
+            return self._onnx
+        width, height = self.size
+        if self.checkpoint is not None:
+            self._onnx = export_to_cache(self.model(), self.checkpoint, width, height)
+            self.notes.append(f"exported ONNX to {self._onnx}; later starts load it without torch")
+            return self._onnx
+        # Random weights: keyed by their tensors (and torch, whose generator made them).
+        import torch
+
+        from depth_perception.export import export_onnx
+
+        key = {
+            "model": self.name,
+            "state": _state_digest(self.model()),
+            "size": [width, height],
+            "torch": torch.__version__,
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+        path = cache_dir() / "onnx" / f"{self.name}-{width}x{height}-random-{digest}.onnx"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            export_onnx(self.model(), path, width, height, dynamic_size=False)
+            self.notes.append(f"exported ONNX to {path}")
+        self._onnx = path
+        return path

@@ -16,10 +16,11 @@ os.environ["DEPTH_PERCEPTION_CACHE"] = os.path.join(_TMP, "cache")
 # ---------------------------------------------------------------------------------------------
 # Test tiers. `make check` runs `-m "not slow and not integration"` (under a minute on 2 cores);
 # `make test` and CI run everything. `integration` tests start ROS 2 node processes; `slow` ones
-# are marked by the rule below (model size) or named in KNOWN_SLOW.
+# are marked by the rules below (model size) or named in KNOWN_SLOW / SLOW_FIXTURES.
 
 # Like timm's CI, which skips models above a size: a test parametrised over a registered model
-# with more parameters than this runs in the slow tier only.
+# with more parameters than this runs in the slow tier only, and so does every test of a module
+# named after a model family (test_<prefix>.py) whose registered models are all that large.
 SLOW_MODEL_PARAMETERS = 5_000_000
 
 # Tests slow for another reason than a large model: file name -> test name -> why. Names,
@@ -35,13 +36,34 @@ KNOWN_SLOW: dict[str, dict[str, str]] = {
         "test_forward_full_resolution_positive_depth_and_log_depth_in_training": "116.7 M",
         "test_parameter_count_matches_the_reference_code": "builds 116.7 M parameters",
     },
-    "test_msm.py": {
-        "test_onnx_export_parity_at_two_sizes": "240.9 M parameters, two exports",
-        "test_encoder_weights_load_from_a_local_file": "a VGG16 state dict",
+    # ONNX export traces the model (seconds each); the fast tier keeps one export through the
+    # node's loader (test_predictor_backends.py::test_load_pipeline_end_to_end_on_cpu).
+    "test_model_contract.py": {"test_onnx_export_parity": "ONNX export of every model"},
+    "test_lightweight.py": {
+        "test_onnx_parity_with_non_trivial_heads": "ONNX export",
+        "test_paper_scales_at_1056x320": "the paper's full resolution",
+        "test_detached_decoders_reuse_l_weights": "builds and runs four models",
+    },
+    "test_checkpoint.py": {"test_export_from_checkpoint_carries_metadata": "ONNX export"},
+    "test_predictor_backends.py": {"test_onnxruntime_matches_torch": "ONNX export"},
+    "test_sfm_losses.py": {
+        "test_sfm_checkpoint_terms": "SfM objective over held-out sequences",
+        "test_gradient_stage_follows_the_checkpoint": "SfM objective over held-out sequences",
+    },
+    "test_infer_tool.py": {
+        "test_infer_writes_panels_depth_files_and_video": "encodes a video",
+    },
+    "test_packaging.py": {
+        "test_pip_install_into_a_prefix": "pip install",
+        "test_colcon_build_gives_the_ros_layout": "colcon build",
     },
 }
 # Fixtures whose set-up is itself slow: every test using one is slow.
-SLOW_FIXTURES: dict[str, str] = {"trained_run": "a training run through the CLI"}
+SLOW_FIXTURES: dict[str, str] = {
+    "trained_run": "a training run through the CLI",
+    "onnx_path": "ONNX export",
+    "ort_pipeline": "ONNX export",
+}
 
 
 def _model_parameter_counts() -> dict[str, int]:
@@ -74,6 +96,16 @@ def _large_models(item, counts: dict[str, int]) -> list[str]:
     ]
 
 
+def _large_families(counts: dict[str, int]) -> set[str]:
+    """Module names ``test_<prefix>.py`` whose models (names starting with prefix) are large."""
+    prefixes = {name[:end] for name in counts for end in range(2, len(name) + 1)}
+    return {
+        f"test_{prefix}.py"
+        for prefix in prefixes
+        if all(c > SLOW_MODEL_PARAMETERS for n, c in counts.items() if n.startswith(prefix))
+    }
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers",
@@ -85,15 +117,13 @@ def pytest_configure(config) -> None:
 def pytest_collection_modifyitems(config, items) -> None:
     import pytest
 
-    counts = None
+    counts = _model_parameter_counts()
+    large_families = _large_families(counts)
     for item in items:
         if "ros" in item.fixturenames and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)  # a `ros` fixture: real node processes
-        if getattr(item, "callspec", None) is not None:
-            if counts is None:
-                counts = _model_parameter_counts()
-            if _large_models(item, counts):
-                item.add_marker(pytest.mark.slow)
+        if item.path.name in large_families or _large_models(item, counts):
+            item.add_marker(pytest.mark.slow)
         named = getattr(item, "originalname", item.name) in KNOWN_SLOW.get(item.path.name, {})
         if named or any(f in SLOW_FIXTURES for f in item.fixturenames):
             item.add_marker(pytest.mark.slow)

@@ -102,3 +102,30 @@ def test_bench_prints_model_stage_ros_and_multicamera_figures(tmp_path):
     assert memory, out
     assert int(memory.group(3)) >= 150 > int(memory.group(1)) >= 0
     assert int(memory.group(2).replace(",", "")) > 10_000  # a Python + torch process
+
+
+def test_bench_startup_prints_first_depth_and_memory_of_both_paths(tmp_path):
+    env = {**os.environ, "DEPTH_PERCEPTION_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "depth_perception.cli", "bench", "--startup"]
+    command += ["--repeats", "1", "--steady", "1", "--width", "160", "--height", "120"]
+    command += ["--output", str(tmp_path / "bench")]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    out = run.stdout
+    assert run.returncode == 0, out[-3000:] + run.stderr[-3000:]
+    rows = {
+        m.group(1): (float(m.group(2)), float(m.group(3)), float(m.group(4)), m.group(7))
+        for m in re.finditer(
+            rf"^\s+(onnxruntime|torch)\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}"
+            r"\s+(True|False)$",
+            out,
+            re.M,
+        )
+    }
+    assert sorted(rows) == ["onnxruntime", "torch"], out
+    for first, cpu, rss, _ in rows.values():
+        assert first > 0 and 0 < cpu and rss > 10
+    # The ONNX Runtime node never maps libtorch; the torch backend's does.
+    assert rows["onnxruntime"][3] == "False" and rows["torch"][3] == "True"
+    assert rows["onnxruntime"][2] < rows["torch"][2]
+    assert re.search(rf"onnxruntime vs torch: first depth {NUMBER}x sooner", out), out
+    assert "load average" in out

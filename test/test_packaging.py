@@ -109,3 +109,5 @@ def test_pip_install_into_a_prefix(tmp_path):
     # The node loads the bundled weights from inside the Python package.
     assert (installed / "weights" / "lightweight.safetensors").is_file()
     assert (installed / "weights" / "lightweight.json").is_file()
+    # ... and its ONNX export, which ONNX Runtime runs without torch.
+    assert len(list((installed / "weights").glob("lightweight-256x192-*.onnx"))) == 1

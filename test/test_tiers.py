@@ -33,6 +33,17 @@ def test_only_large_registered_models_among_the_parameters_count():
     assert conftest._large_models(plain, counts) == []
 
 
+def test_modules_named_after_large_families_are_slow():
+    counts = {"msm": 9e6, "msm_gradient": 9e6, "lightweight": 1e3, "lightweight_s": 1e3}
+    families = conftest._large_families(counts)
+    assert {"test_msm.py", "test_msm_gradient.py"} <= families
+    assert "test_lightweight.py" not in families and "test_lightweight_s.py" not in families
+    assert "test_model_contract.py" not in families
+    real = conftest._large_families(conftest._model_parameter_counts())
+    assert {"test_msm.py", "test_sfm.py", "test_multidepth.py", "test_densedepth.py"} <= real
+    assert "test_multitasknet.py" in real and "test_sfm_losses.py" not in real
+
+
 def test_every_test_named_slow_exists():
     # A renamed test would otherwise drop silently into the fast tier.
     here = Path(__file__).resolve().parent

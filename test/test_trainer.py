@@ -510,3 +510,11 @@ def test_bundle_marks_weights_trained(trained_run, tmp_path, capsys):
     assert meta.provenance.command.startswith("depth-perception train")
     assert meta.provenance.bundle_command.startswith("depth-perception bundle --checkpoint")
     assert "| rmse |" in stem.with_suffix(".md").read_text()
+    # The parity-checked ONNX export beside the weights: ONNX Runtime runs them without torch.
+    from depth_perception.checkpoint_meta import read_checkpoint_meta
+    from depth_perception.onnx_files import find_onnx
+
+    info = read_checkpoint_meta(stem)
+    onnx = find_onnx(info, info.meta.input_width, info.meta.input_height)
+    assert onnx is not None and onnx.parent == stem.parent
+    assert "ONNX Runtime vs torch, largest difference" in capsys.readouterr().out

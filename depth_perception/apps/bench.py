@@ -391,6 +391,11 @@ def print_cameras_table(args: argparse.Namespace, rows: dict[int, dict[str, obje
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "startup", False):
+        # Before importing torch here: the start-up figures are of separate node processes.
+        from depth_perception.apps.startup_bench import run_startup_bench
+
+        return run_startup_bench(args)
     import torch
 
     from depth_perception.runtime import load_pipeline
@@ -530,6 +535,9 @@ def _model_of(pipeline, config: PerceptionConfig):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from depth_perception.apps.startup_bench import add_arguments as add_startup_arguments
+
+    add_startup_arguments(parser)
     parser.add_argument("--model", default="lightweight")
     parser.add_argument("--weights", default="")
     parser.add_argument("--backend", default="auto")
@@ -557,7 +565,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=3,
         metavar="N",
-        help="end-to-end runs per variant, interleaved; every figure is the median",
+        help="end-to-end runs per variant (with --startup: starts per backend), interleaved; "
+        "every figure is the median",
     )
     parser.add_argument(
         "--modes",

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from torch import nn
+from typing import TYPE_CHECKING, Union
 
 from depth_perception.backends.base import BackendError, InferenceBackend
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from depth_perception.backends.calibration import CalibrationSource
+
+# The torch model, or a function that loads it: ONNX Runtime and TensorRT need only the ONNX
+# file, so a chain that starts on them loads the model (and torch) only if it falls back.
+ModelSource = Union["nn.Module", Callable[[], "nn.Module"]]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -134,7 +138,7 @@ class BackendChoice:
 
 def create_backend(
     chain: list[tuple[str, str]],
-    model: nn.Module,
+    model: ModelSource,
     onnx_path: Callable[[], Path],
     input_size: tuple[int, int],
     cache_dir: Path,
@@ -146,7 +150,8 @@ def create_backend(
 
     Args:
         chain: from ``backend_chain``.
-        model: the loaded torch model (eval mode).
+        model: the loaded torch model (eval mode), or a function that loads it, called only
+            when a torch backend is tried.
         onnx_path: exports (or finds in the cache) the ONNX file; called only when needed.
         input_size: network (width, height).
         cache_dir: where TensorRT engines and calibration caches are kept (in ``tensorrt/``).
@@ -176,10 +181,15 @@ def create_backend(
     raise BackendError("no backend could start: " + " | ".join(skipped))
 
 
+def _resolve_model(model: ModelSource) -> nn.Module:
+    # A module is itself callable, so it is told apart by its state_dict.
+    return model if hasattr(model, "state_dict") else model()
+
+
 def _start(
     name: str,
     device: str,
-    model: nn.Module,
+    model: ModelSource,
     onnx_path: Callable[[], Path],
     input_size: tuple[int, int],
     cache_dir: Path,
@@ -192,11 +202,13 @@ def _start(
             onnx_path(), num_threads=options.num_threads, spinning=options.cpu_spinning
         )
     if name == "torch":
+        # The model first: where torch is missing, its source says what that means here.
+        torch_model = _resolve_model(model)
         from depth_perception.backends.torch_backend import TorchBackend
 
         # int8 has no torch path: FP16 autocast is the closest (ignored on the CPU).
         return TorchBackend(
-            model,
+            torch_model,
             device=device,
             num_threads=options.num_threads,
             fp16=options.precision != "fp32",

@@ -3,7 +3,9 @@
 Copies a checkpoint (normally a run's ``final``) to ``depth_perception/weights/<model>``
 (``.safetensors`` + ``.json``, where ``depth_perception.runtime.bundled_weights`` finds it)
 with its provenance marked ``trained`` and ``bundled``, its validation (or given) metrics, the
-exact training and bundle commands, and writes a short model card ``<model>.md`` beside it.
+exact training and bundle commands, and writes a short model card ``<model>.md`` beside it, and
+the network's ONNX export (checked against torch), so the bundled default runs on ONNX Runtime
+without torch (``depth_perception.onnx_files``).
 """
 
 from __future__ import annotations
@@ -99,7 +101,34 @@ def bundle_checkpoint(
     weights = save_checkpoint(stem, model, meta)
     card = checkpoint_paths(stem)[0].with_suffix(".md")
     card.write_text(_model_card(meta, chosen, note), encoding="utf-8")
+    bundle_onnx(weights, model)
     return weights
+
+
+def bundle_onnx(checkpoint: str | Path, model: Any = None) -> Path:
+    """Write the ONNX export of a checkpoint beside its weights, at the checkpoint's input size.
+
+    Checked for parity with torch (``depth_perception.export.check_onnx_parity``); exports of
+    earlier weights of the same model beside it are removed.
+
+    Args:
+        checkpoint: The checkpoint (stem or file), e.g. the bundled ``weights/lightweight``.
+        model: Its network, if already loaded (else rebuilt from the checkpoint).
+
+    Returns:
+        The path of the ``.onnx`` file.
+    """
+    from depth_perception.checkpoint import load_model
+    from depth_perception.checkpoint_meta import read_checkpoint_meta
+    from depth_perception.onnx_files import write_beside_weights
+
+    info = read_checkpoint_meta(checkpoint)
+    if model is None:
+        model = load_model(checkpoint)[0]
+    path, diffs = write_beside_weights(model, info, info.meta.input_width, info.meta.input_height)
+    worst = ", ".join(f"{name} {value:.2g}" for name, value in diffs.items())
+    print(f"wrote {path} (ONNX Runtime vs torch, largest difference: {worst})")
+    return path
 
 
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
@@ -114,6 +143,9 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     if argv is None:
         argv = list(getattr(args, "argv", None) or sys.argv[1:])[1:]
+    if args.onnx_only:
+        bundle_onnx(args.checkpoint)
+        return 0
     metrics = None
     if args.metrics_json:
         data = json.loads(Path(args.metrics_json).read_text(encoding="utf-8"))

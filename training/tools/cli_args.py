@@ -232,3 +232,10 @@ def add_bundle_arguments(parser: argparse.ArgumentParser) -> None:
         "the checkpoint's validation metrics",
     )
     parser.add_argument("--note", default="", help="free text recorded in the model card")
+    parser.add_argument(
+        "--onnx-only",
+        action="store_true",
+        help="only (re)write the parity-checked ONNX export beside --checkpoint's weights, at "
+        "its input size, leaving weights and metadata alone (the bundled default, or any "
+        "checkpoint a robot without torch should run on ONNX Runtime)",
+    )

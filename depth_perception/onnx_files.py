@@ -1,0 +1,137 @@
+"""Where a checkpoint's ONNX export lives, so that ONNX Runtime starts without torch.
+
+An export is named by a key over everything that decides its graph and weights: the content
+hash of the ``.safetensors`` file, the model name and arguments from the checkpoint's metadata,
+the network input size and this package's export format (:data:`EXPORT_FORMAT`). The file
+``<model>-<W>x<H>-<key>.onnx`` is looked for in two places:
+
+* beside the weights: the bundled default ships its export there (``depth-perception
+  bundle`` writes it with :func:`write_beside_weights`, after a parity check against torch);
+* in the cache (``$DEPTH_PERCEPTION_CACHE``, else ``~/.cache/depth_perception``, in ``onnx/``):
+  any other checkpoint is exported there once (:func:`export_to_cache`, needs torch) and later
+  starts load it without torch.
+
+A stale file (other weights, other size) has another key, so it is never picked up. Finding a
+file needs the standard library only; exporting imports torch (``depth_perception.export``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from depth_perception.checkpoint_meta import CheckpointInfo
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# Bump when the exporter's graph for the same weights changes (opset, output layout, axes):
+# exports made by an older version then get another key and are made again.
+EXPORT_FORMAT = 1
+ONNX_SUFFIX = ".onnx"
+
+
+def cache_dir() -> Path:
+    """Where exported ONNX files and TensorRT engines are kept between runs."""
+    explicit = os.environ.get("DEPTH_PERCEPTION_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "depth_perception"
+
+
+def onnx_key(info: CheckpointInfo, width: int, height: int) -> str:
+    """The 24-hex-digit key of the export of ``info``'s weights at ``width`` x ``height``."""
+    key = {
+        "export_format": EXPORT_FORMAT,
+        "model": info.meta.model,
+        "model_args": info.meta.model_args,
+        "size": [int(width), int(height)],
+        "weights_sha256": info.weights_sha256,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def onnx_file_name(info: CheckpointInfo, width: int, height: int) -> str:
+    """``<model>-<W>x<H>-<key>.onnx``."""
+    return f"{info.meta.model}-{width}x{height}-{onnx_key(info, width, height)}{ONNX_SUFFIX}"
+
+
+def beside_weights_path(info: CheckpointInfo, width: int, height: int) -> Path:
+    """The export's path next to the checkpoint's ``.safetensors`` file."""
+    return info.weights_path.parent / onnx_file_name(info, width, height)
+
+
+def cached_path(info: CheckpointInfo, width: int, height: int) -> Path:
+    """The export's path in the cache directory."""
+    return cache_dir() / "onnx" / onnx_file_name(info, width, height)
+
+
+def find_onnx(info: CheckpointInfo, width: int, height: int) -> Path | None:
+    """The existing export for these weights and size (beside them, else cached), or None."""
+    for path in (beside_weights_path(info, width, height), cached_path(info, width, height)):
+        if path.is_file():
+            return path
+    return None
+
+
+def _export_atomically(
+    model: nn.Module, info: CheckpointInfo, path: Path, width: int, height: int
+) -> Path:
+    from depth_perception.export import export_onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Exported under a temporary name and renamed: a node starting at the same time (one per
+    # camera group) sees no file or a complete one, never a half-written export.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=ONNX_SUFFIX)
+    os.close(fd)
+    try:
+        # Fixed height and width: ONNX Runtime optimises static shapes better, and the node's
+        # network size never changes without a reconfigure. The batch axis stays dynamic: a
+        # multi-camera node sends one image per camera in one batch.
+        export_onnx(model, tmp, width, height, dynamic_size=False, metadata=info.meta)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def export_to_cache(model: nn.Module, info: CheckpointInfo, width: int, height: int) -> Path:
+    """Export ``model`` (the network of ``info``'s weights) into the cache; returns the path."""
+    return _export_atomically(model, info, cached_path(info, width, height), width, height)
+
+
+def write_beside_weights(
+    model: nn.Module, info: CheckpointInfo, width: int, height: int
+) -> tuple[Path, dict[str, float]]:
+    """Export ``model`` next to its weights, check it against torch, drop stale exports.
+
+    Used by ``depth-perception bundle``, so the bundled default runs on ONNX Runtime without
+    torch. Other exports of the same model beside the weights (of earlier weights or sizes)
+    are removed: they could never be picked up again.
+
+    Returns:
+        The written path and the parity check's largest absolute difference per output.
+
+    Raises:
+        AssertionError: ONNX Runtime and torch disagree beyond the export tolerances (the file
+            is removed again).
+    """
+    from depth_perception.export import check_onnx_parity
+
+    path = _export_atomically(model, info, beside_weights_path(info, width, height), width, height)
+    try:
+        diffs = check_onnx_parity(model, path, width, height)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    for stale in path.parent.glob(f"{info.meta.model}-*{ONNX_SUFFIX}"):
+        if stale != path:
+            stale.unlink()
+    return path, diffs
