@@ -418,7 +418,6 @@ class FrameComposer:
                 labels,
                 table,
                 out=self.buffers.view("obstacle_depth", shape, np.float32),
-                scratch=self.buffers.view("obstacle_mask", shape, np.bool_),
             )
             outputs.obstacle_cloud = builder.build(
                 masked,

@@ -175,7 +175,8 @@ class ScanGeometry:
         Args:
             depth: (H, W) float32 metres, NaN where unknown (the predictor's depth).
             labels: (H, W) uint8 class ids; needed with ``excluded``.
-            excluded: (256,) bool table of classes that do not stop a beam, or None.
+            excluded: (256,) :func:`~depth_perception.obstacles.exclusion_table` of the
+                classes that do not stop a beam, or None.
 
         Raises:
             ValueError: a depth of another size than the intrinsics, or ``excluded`` without
@@ -190,7 +191,7 @@ class ScanGeometry:
             if labels is None or labels.shape != shape:
                 raise ValueError("excluded classes need labels of the depth's shape")
             # Only the band's rows: a few thousand pixels, a new small array is fine.
-            band = np.where(excluded[labels[top:bottom]], np.float32(np.nan), band)
+            band = band + excluded[labels[top:bottom]]  # NaN where excluded, else + 0
         # fmin ignores NaN; a column of NaN only stays NaN (no warning, unlike nanmin).
         np.fmin.reduce(band, axis=0, out=self._columns)
         columns = self._columns[self._order]

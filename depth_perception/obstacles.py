@@ -41,16 +41,18 @@ def exclusion_ids(names: Sequence[str], class_names: Sequence[str]) -> tuple[int
 
 
 def exclusion_table(ids: Sequence[int]) -> np.ndarray:
-    """A (256,) bool look-up table, True at the excluded ids: ``table[labels]`` is the mask.
+    """A (256,) float32 look-up table: NaN at the excluded ids, 0 elsewhere.
 
-    One gather per pixel whatever the number of classes (``np.isin`` sorts and compares).
-    The unlabelled id 255 is never excluded: no class, so no reason to drop its depth.
+    ``depth + table[labels]`` is the depth with the excluded pixels NaN: one gather and one add
+    per pixel, without branches (a boolean mask with ``copyto(where=)`` costs twice as much at
+    640x480), whatever the number of classes. The unlabelled id 255 is never excluded: no
+    class, so no reason to drop its depth.
     """
-    table = np.zeros(256, dtype=bool)
+    table = np.zeros(256, dtype=np.float32)
     for class_id in ids:
         if not 0 <= int(class_id) < 255:
             raise ValueError(f"class id {class_id} is outside 0..254")
-        table[int(class_id)] = True
+        table[int(class_id)] = np.nan
     return table
 
 
@@ -59,7 +61,6 @@ def mask_excluded(
     labels: np.ndarray,
     table: np.ndarray,
     out: np.ndarray | None = None,
-    scratch: np.ndarray | None = None,
 ) -> np.ndarray:
     """``depth`` with every pixel of an excluded class set to NaN (no estimate: not an obstacle).
 
@@ -68,7 +69,6 @@ def mask_excluded(
         labels: (H, W) uint8 class ids.
         table: :func:`exclusion_table` of the excluded ids.
         out: (H, W) float32 to write into (a reused buffer), else a new array.
-        scratch: (H, W) bool for the mask (a reused buffer), else a new array.
 
     Raises:
         ValueError: shapes that differ.
@@ -77,7 +77,6 @@ def mask_excluded(
         raise ValueError(f"depth {depth.shape} and labels {labels.shape} differ in shape")
     if out is None:
         out = np.empty(depth.shape, np.float32)
-    excluded = np.take(table, labels, out=scratch)
-    np.copyto(out, depth)
-    np.copyto(out, np.float32(np.nan), where=excluded)
+    np.take(table, labels, out=out)
+    np.add(depth, out, out=out)
     return out
