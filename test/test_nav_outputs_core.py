@@ -178,3 +178,11 @@ def test_compressed_frames_decode_to_the_raw_pixels():
     with pytest.raises(ImageFormatError) as empty:
         decode_compressed_to_rgb(b"", "png")
     assert empty.value.kind == "empty"
+
+
+def test_bench_nav_runs_every_case():
+    from depth_perception.apps.bench_nav import bench_nav_outputs, cases
+
+    results = bench_nav_outputs(width=64, height=48, frames=3, warmup=1)
+    assert set(cases()) < set(results)
+    assert all(compose > 0 for compose, _ in results.values())
