@@ -77,6 +77,8 @@ def mask_excluded(
         raise ValueError(f"depth {depth.shape} and labels {labels.shape} differ in shape")
     if out is None:
         out = np.empty(depth.shape, np.float32)
-    np.take(table, labels, out=out)
+    # mode="clip" (a no-op: uint8 ids always index the 256 entries) writes straight into
+    # out; the default mode="raise" goes through a temporary copy of the whole frame.
+    np.take(table, labels, out=out, mode="clip")
     np.add(depth, out, out=out)
     return out
