@@ -399,3 +399,23 @@ def test_sim_time_follows_clock_and_16uc1_depth(ros, tmp_path):
     finally:
         probe.close()
         stop_processes([process])
+
+
+def test_unknown_class_names_stop_configure_with_the_valid_names(ros, tmp_path):
+    ns = "/nav_bad_classes"
+    process = start_mono_depth(ros, ns, tmp_path, obstacle_exclude_classes=["floor", "lava"])
+    probe = Probe("bad_classes_probe", {})
+    try:
+        hardware = f"{ns}/mono_depth"
+
+        def failed():
+            for row in probe.diagnostics.get(hardware, []):
+                if "configure failed" in row.get("last_error", ""):
+                    return row["last_error"]
+            return None
+
+        error = probe.wait(failed, 120, "configure failed in /diagnostics")
+        assert "['lava']" in error and "wall, floor" in error
+    finally:
+        probe.close()
+        stop_processes([process])
