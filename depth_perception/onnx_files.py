@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from depth_perception.checkpoint_meta import CheckpointInfo
+from depth_perception.checkpoint_meta import CheckpointInfo, read_checkpoint_meta
 
 if TYPE_CHECKING:
     from torch import nn
@@ -113,8 +114,8 @@ def write_beside_weights(
     """Export ``model`` next to its weights, check it against torch, drop stale exports.
 
     Used by ``depth-perception bundle``, so the bundled default runs on ONNX Runtime without
-    torch. Other exports of the same model beside the weights (of earlier weights or sizes)
-    are removed: they could never be picked up again.
+    torch. Exports in that directory that belong to none of its checkpoints (earlier weights
+    of a re-bundled model) are removed: they could never be picked up again.
 
     Returns:
         The written path and the parity check's largest absolute difference per output.
@@ -131,7 +132,40 @@ def write_beside_weights(
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    for stale in path.parent.glob(f"{info.meta.model}-*{ONNX_SUFFIX}"):
-        if stale != path:
-            stale.unlink()
+    for stale in stale_exports(path.parent):
+        stale.unlink()
     return path, diffs
+
+
+def stale_exports(directory: str | Path) -> list[Path]:
+    """Exports in ``directory`` whose key matches none of the checkpoints there, at any size.
+
+    A file's name gives its model and size; it is kept when some checkpoint of that model in
+    the directory has that key at that size (several checkpoints, e.g. ``best`` and ``last``,
+    share a run directory). Checkpoints that cannot be read keep every export.
+    """
+    pattern = re.compile(r"^(?P<model>.+)-(?P<w>\d+)x(?P<h>\d+)-(?P<key>[0-9a-f]{24})\.onnx$")
+    exports = []
+    for path in sorted(Path(directory).glob(f"*{ONNX_SUFFIX}")):
+        match = pattern.match(path.name)
+        if match:
+            exports.append((path, match))
+    if not exports:
+        return []
+    infos = []
+    for weights in sorted(Path(directory).glob("*.safetensors")):
+        try:
+            infos.append(read_checkpoint_meta(weights))
+        except (OSError, ValueError):
+            return []  # unsure what belongs to what: remove nothing
+    stale = []
+    for path, match in exports:
+        width, height = int(match["w"]), int(match["h"])
+        owners = [
+            info
+            for info in infos
+            if info.meta.model == match["model"] and onnx_key(info, width, height) == match["key"]
+        ]
+        if not owners:
+            stale.append(path)
+    return stale

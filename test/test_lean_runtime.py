@@ -9,6 +9,8 @@ run by ONNX Runtime, as every start did before the ONNX export was kept).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +34,7 @@ from depth_perception.nodes.conversions import (
     camera_info_msg,
     image_msg_to_array,
 )
-from depth_perception.onnx_files import beside_weights_path, find_onnx
+from depth_perception.onnx_files import beside_weights_path, find_onnx, stale_exports
 from depth_perception.runtime import bundled_weights
 from depth_perception.synthetic import SyntheticWorld
 from training.data.fixtures import write_rosbag_fixture
@@ -459,3 +461,24 @@ def test_hidden_devices_mean_no_gpu_without_asking_torch(monkeypatch):
         Path("/dev").glob("nvidia[0-9]*")
     )
     assert devices.gpu_may_be_present() is nodes
+
+
+def test_stale_exports_are_those_no_checkpoint_beside_them_owns(tmp_path):
+    weights = _copy_checkpoint(tmp_path)
+    info = read_checkpoint_meta(weights)
+    # A second checkpoint in the same run directory (other weights): its export is kept too.
+    last = weights.with_name("last.safetensors")
+    last.write_bytes(weights.read_bytes() + b" ")
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    meta["weights_sha256"] = hashlib.sha256(last.read_bytes()).hexdigest()
+    last.with_suffix(".json").write_text(json.dumps(meta))
+    owned = [
+        beside_weights_path(info, 256, 192),
+        beside_weights_path(info, 128, 96),
+        beside_weights_path(read_checkpoint_meta(last), 256, 192),
+    ]
+    stale = weights.parent / "lightweight-256x192-0123456789abcdef01234567.onnx"
+    for path in [*owned, stale, weights.parent / "notes.onnx"]:
+        path.write_bytes(b"onnx")
+    assert len(set(owned)) == 3
+    assert stale_exports(weights.parent) == [stale]

@@ -253,6 +253,11 @@ def print_startup_table(
             f"  {backend:12s} {first:13.2f} {cpu:6.2f} {rss:8.1f} {private:11.1f} {fps:6.1f} "
             f"{'/'.join(loaded)}"
         )
+    torch_runs = [run for run in runs if run.backend == "torch" and run.error is None]
+    if any(run.torch_loaded is False for run in torch_runs):
+        # Without torch the torch backend falls back to ONNX Runtime: no comparison then.
+        print("  the torch backend fell back to ONNX Runtime (torch not installed?): no ratio")
+        medians.pop("torch", None)
     if len(medians) == 2:
         (ort_first, ort_rss), (torch_first, torch_rss) = medians["onnxruntime"], medians["torch"]
         print(
