@@ -46,7 +46,7 @@ def test_modules_named_after_large_families_are_slow():
 
 def test_every_test_named_slow_exists():
     # A renamed test would otherwise drop silently into the fast tier.
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # test/
     for file_name, tests in conftest.KNOWN_SLOW.items():
         (path,) = here.rglob(file_name)  # one file of that name, wherever the tiers put it
         tree = ast.parse(path.read_text(encoding="utf-8"))
