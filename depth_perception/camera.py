@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -104,3 +105,22 @@ def depth_from_disparity(
     depth = np.zeros(d.shape, dtype=np.float32)
     depth[known] = (focal * baseline_m / d[known]).astype(np.float32)
     return depth
+
+
+def focal_scale(fx_network: Any, canonical_focal_px: float | None) -> Any:
+    """Factor from a model's canonical-focal depth output to metres for a camera.
+
+    A model trained over many fields of view predicts the depth that a camera with focal
+    length ``canonical_focal_px`` (network-input pixels) would see; a camera whose focal
+    length is ``fx_network`` in the same pixels sees that depth times
+    ``fx_network / canonical_focal_px``.
+
+    Args:
+        fx_network: Horizontal focal length(s) in pixels of the network input, i.e. the
+            image's ``fx`` times ``input_width / image_width`` (a float, array or tensor).
+        canonical_focal_px: The model's ``canonical_focal_px``; None means the output is
+            metric as it is (factor 1.0).
+    """
+    if canonical_focal_px is None:
+        return 1.0
+    return fx_network / float(canonical_focal_px)

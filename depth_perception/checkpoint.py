@@ -504,7 +504,7 @@ def load_model(
         FileNotFoundError, ValueError: as :func:`load_checkpoint`; ValueError also when the
             weights do not fit the architecture (naming the keys/shapes or class counts).
     """
-    from depth_perception.models import build_model
+    from depth_perception.models import build_model, get_model_info
 
     meta, state = load_checkpoint(path)
     args = dict(meta.model_args)
@@ -512,6 +512,9 @@ def load_model(
     # and usually absent on the robot, so the builders' ``encoder_weights`` is not replayed.
     if "encoder_weights" in args:
         args["encoder_weights"] = None
+    legacy = get_model_info(meta.model).legacy_args
+    if legacy is not None:
+        args = legacy(args, state.keys())
     args.update(overrides)
     model = build_model(meta.model, **args)
     problem = _describe_mismatch(model, state, meta)

@@ -160,6 +160,78 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Publish segmentation/mask and segmentation/color (multi-task models)",
     ),
     ParamSpec(
+        "depth_encoding",
+        "32FC1",
+        "Encoding of depth/image: 32FC1 (float metres, NaN = no estimate) or 16UC1 "
+        "(millimetres, 0 = no estimate, REP 118; depth beyond 65.535 m is 0 too)",
+        choices=("32FC1", "16UC1"),
+    ),
+    ParamSpec(
+        "obstacle_exclude_classes",
+        (),
+        "Class names of the checkpoint that are not obstacles (e.g. [floor, ceiling] indoors, "
+        "[road, sidewalk, terrain, sky] on roads): obstacles/points is the organized cloud "
+        "with their pixels NaN, and they do not stop a beam of scan. Empty = no obstacle "
+        "cloud, every class stops a beam; an unknown name is refused",
+    ),
+    ParamSpec(
+        "publish_scan",
+        True,
+        "Publish the virtual laser scan (sensor_msgs/LaserScan) on scan",
+    ),
+    ParamSpec(
+        "scan_height",
+        1,
+        "Rows of the image band the scan looks at (the nearest point of the band per beam)",
+        min_value=1,
+        max_value=4096,
+    ),
+    ParamSpec(
+        "scan_row",
+        -1,
+        "Centre row of the scan's band; -1 = the optical centre row (round(cy)), the row that "
+        "looks parallel to the optical axis",
+        min_value=-1,
+        max_value=8192,
+    ),
+    ParamSpec(
+        "scan_stride",
+        1,
+        "Image columns per beam of the scan (ceil(width / scan_stride) beams)",
+        min_value=1,
+        max_value=64,
+    ),
+    ParamSpec(
+        "scan_range_min",
+        0.1,
+        "Nearest range of the scan (m); a nearer point gives -Inf (REP 117: too close)",
+        min_value=0.0,
+        max_value=1000.0,
+    ),
+    ParamSpec(
+        "scan_range_max",
+        10.0,
+        "Furthest range of the scan (m); a further point gives +Inf (REP 117: nothing in "
+        "range). No depth estimate at all gives NaN",
+        min_value=0.01,
+        max_value=1000.0,
+    ),
+    ParamSpec(
+        "scan_frame_id",
+        "camera_link",
+        "frame_id of scan: the camera's REP 103 body frame at its optical centre (x forward "
+        "along the optical axis, y left, z up). With cameras, {camera} is replaced by the "
+        "camera's name (e.g. {camera}_link)",
+    ),
+    ParamSpec(
+        "image_transport",
+        "raw",
+        "Input transport: raw (sensor_msgs/Image on image) or compressed "
+        "(sensor_msgs/CompressedImage, jpeg or png, on image/compressed)",
+        choices=("raw", "compressed"),
+        needs_reconfigure=True,
+    ),
+    ParamSpec(
         "points_stride",
         1,
         "Use every n-th pixel in both directions for the cloud",
@@ -224,6 +296,16 @@ class PerceptionConfig:
     publish_depth: bool = True
     publish_points: bool = True
     publish_segmentation: bool = True
+    depth_encoding: str = "32FC1"
+    obstacle_exclude_classes: tuple[str, ...] = ()
+    publish_scan: bool = True
+    scan_height: int = 1
+    scan_row: int = -1
+    scan_stride: int = 1
+    scan_range_min: float = 0.1
+    scan_range_max: float = 10.0
+    scan_frame_id: str = "camera_link"
+    image_transport: str = "raw"
     points_stride: int = 1
     points_color: bool = True
     points_label: bool = True
@@ -233,6 +315,11 @@ class PerceptionConfig:
     diagnostics_period_s: float = 1.0
 
     def __post_init__(self) -> None:
+        # ROS and YAML give lists; a tuple keeps the frozen config hashable.
+        if isinstance(self.obstacle_exclude_classes, list):
+            object.__setattr__(
+                self, "obstacle_exclude_classes", tuple(self.obstacle_exclude_classes)
+            )
         for field in dataclasses.fields(self):
             validate_value(field.name, getattr(self, field.name))
         if self.max_depth and self.min_depth >= self.max_depth:
@@ -241,6 +328,11 @@ class PerceptionConfig:
             )
         if (self.input_width == 0) != (self.input_height == 0):
             raise ValueError("set both input_width and input_height, or neither (0 = checkpoint)")
+        if self.scan_range_min >= self.scan_range_max:
+            raise ValueError(
+                f"scan_range_min ({self.scan_range_min}) must be below scan_range_max "
+                f"({self.scan_range_max})"
+            )
 
     def replace(self, **changes: Any) -> PerceptionConfig:
         """A copy with ``changes`` applied and validated."""
@@ -256,6 +348,12 @@ def validate_value(name: str, value: Any) -> None:
     # bool is an int subclass: keep them apart so "publish_points: 1" is caught.
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if expected is tuple:  # a string array
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{name} must be a list of strings, got {value!r}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"{name} names a value twice: {list(value)}")
+        return
     if type(value) is not expected:
         raise ValueError(f"{name} must be {expected.__name__}, got {type(value).__name__}")
     if spec.choices and value not in spec.choices:

@@ -11,8 +11,13 @@ changed in one place and the bench measures the node's own code. Per frame:
    colour overlay, with the milliseconds of every stage.
 
 Only the outputs of the frame's :class:`OutputDemand` are computed, and only the stages they
-need: no arg-max without a mask, overlay or labelled cloud, no colouring without the overlay,
-no cloud without its subscriber. Every output is written into its camera's reused buffers
+need: no arg-max without a mask, overlay, labelled cloud or class exclusion, no colouring
+without the overlay, no cloud without its subscriber. The navigation outputs are composed here
+too, from pure modules: the obstacle cloud (:mod:`depth_perception.obstacles`: the organized
+cloud with the pixels of ``obstacle_exclude_classes`` NaN) and the virtual laser scan
+(:mod:`depth_perception.laserscan`); ``depth_encoding: 16UC1`` turns depth into millimetres.
+
+Every output is written into its camera's reused buffers
 (:mod:`depth_perception.buffers`), which the node's messages take without a copy: an output
 is valid until that camera's next frame.
 
@@ -35,7 +40,10 @@ import numpy as np
 from depth_perception.buffers import BufferSet
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.config import PerceptionConfig
+from depth_perception.image_encoding import depth_to_millimetres
+from depth_perception.laserscan import ScanData, ScanGeometry, ScanOptions
 from depth_perception.message_fields import intrinsics_from_camera_info
+from depth_perception.obstacles import exclusion_ids, exclusion_table, mask_excluded
 from depth_perception.pointcloud import CloudData, OrganizedCloudBuilder
 from depth_perception.predictor import DepthPredictor, Prediction
 from depth_perception.visualize import colorize_labels, overlay
@@ -143,7 +151,7 @@ def prepare_frame(
 
 
 # Output names, in publishing order: the node's publisher keys.
-OUTPUT_NAMES = ("depth", "depth_info", "points", "mask", "color")
+OUTPUT_NAMES = ("depth", "depth_info", "points", "mask", "color", "obstacles", "scan")
 
 
 @dataclass(frozen=True)
@@ -187,6 +195,9 @@ class OutputDemand:
             "points": config.publish_points,
             "mask": config.publish_segmentation,
             "color": config.publish_segmentation,
+            # An obstacle cloud exists only with classes to take out of it.
+            "obstacles": bool(config.obstacle_exclude_classes),
+            "scan": config.publish_scan,
         }
         lazy = config.outputs_on_demand
         return cls(
@@ -206,9 +217,12 @@ class OutputDemand:
         return bool(self.wanted)
 
     def needs_labels(self, config: PerceptionConfig) -> bool:
-        """Whether the class ids must be computed (mask, overlay, or the cloud's label)."""
+        """Whether the class ids must be computed (mask, overlay, the cloud's label, exclusion)."""
+        excluding = bool(config.obstacle_exclude_classes) and "scan" in self.wanted
         return bool(
-            {"mask", "color"} & self.wanted or ("points" in self.wanted and config.points_label)
+            {"mask", "color", "obstacles"} & self.wanted
+            or ("points" in self.wanted and config.points_label)
+            or excluding
         )
 
     def active(self) -> list[str]:
@@ -225,15 +239,20 @@ class FrameOutputs:
         intrinsics: intrinsics of ``depth``, ``labels`` and the cloud (the image's).
         camera_info: the input camera_info they came from (its distortion is copied), or None.
         prediction: the predictor's result (depth even when ``depth`` is switched off).
-        depth: float32 metres, NaN where unknown (``depth`` wanted).
+        depth: float32 metres, NaN where unknown, or uint16 millimetres, 0 where unknown
+            (``depth_encoding: 16UC1``) (``depth`` wanted).
         depth_info: whether depth/camera_info is wanted (built from ``intrinsics``).
         cloud: the organized cloud (``points`` wanted).
         labels: uint8 class ids, 255 = unlabelled (``mask`` wanted, multi-task).
         overlay: rgb8 class colours blended over the image (``color`` wanted, multi-task).
+        obstacle_cloud: the organized cloud without the excluded classes (``obstacles``
+            wanted): the layout of ``cloud``.
+        scan: the virtual laser scan (``scan`` wanted); its frame is ``scan_frame_id``.
         timings_ms: milliseconds of every stage so far.
 
-    ``depth``, ``cloud``, ``labels`` and ``overlay`` live in the camera's reused buffers and are
-    overwritten by that camera's next frame: publish or copy them before then.
+    ``depth``, ``cloud``, ``labels``, ``overlay``, ``obstacle_cloud`` and ``scan`` live in the
+    camera's reused buffers and are overwritten by that camera's next frame: publish or copy
+    them before then.
     """
 
     camera: str
@@ -244,6 +263,8 @@ class FrameOutputs:
     cloud: CloudData | None = None
     labels: np.ndarray | None = None
     overlay: np.ndarray | None = None
+    obstacle_cloud: CloudData | None = None
+    scan: ScanData | None = None
     depth_info: bool = False
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -255,27 +276,71 @@ class FrameComposer:
     camera, used by one worker.
     """
 
-    def __init__(self, palette: np.ndarray) -> None:
+    def __init__(self, palette: np.ndarray, class_names: Sequence[str] = ()) -> None:
         self.palette = palette
+        self.class_names = tuple(class_names)
         self.buffers = BufferSet()
-        self._builder: OrganizedCloudBuilder | None = None
-        self._builder_key: tuple | None = None
+        # Two cloud builders, each with its own output buffer: points and obstacles/points
+        # may be published from the same frame.
+        self._builders: dict[str, tuple[tuple, OrganizedCloudBuilder]] = {}
+        self._scan: tuple[tuple, ScanGeometry] | None = None
+        self._exclusion: tuple[tuple[str, ...], np.ndarray | None] = ((), None)
 
     def cloud_builder(
-        self, intrinsics: CameraIntrinsics, config: PerceptionConfig, with_label: bool
+        self,
+        intrinsics: CameraIntrinsics,
+        config: PerceptionConfig,
+        with_label: bool,
+        which: str = "points",
     ) -> OrganizedCloudBuilder:
-        """The cached builder, rebuilt only when intrinsics or the cloud options change."""
+        """The cached builder of ``which`` cloud (``points`` or ``obstacles``).
+
+        Rebuilt only when the intrinsics or the cloud options change.
+        """
         key = (intrinsics, config.points_stride, config.points_color, with_label)
-        if self._builder is None or key != self._builder_key:
+        cached = self._builders.get(which)
+        if cached is None or cached[0] != key:
             # Rays are precomputed per intrinsics and stride: worth keeping between frames.
-            self._builder = OrganizedCloudBuilder(
+            builder = OrganizedCloudBuilder(
                 intrinsics,
                 stride=config.points_stride,
                 with_rgb=config.points_color,
                 with_label=with_label,
             )
-            self._builder_key = key
-        return self._builder
+            self._builders[which] = cached = (key, builder)
+        return cached[1]
+
+    def scan_geometry(
+        self, intrinsics: CameraIntrinsics, config: PerceptionConfig
+    ) -> ScanGeometry:
+        """The cached scan geometry, rebuilt only when the intrinsics or scan options change.
+
+        Raises:
+            ValueError: a ``scan_row`` outside the image.
+        """
+        options = ScanOptions(
+            height=config.scan_height,
+            row=config.scan_row,
+            stride=config.scan_stride,
+            range_min=config.scan_range_min,
+            range_max=config.scan_range_max,
+        )
+        key = (intrinsics, options)
+        if self._scan is None or self._scan[0] != key:
+            self._scan = (key, ScanGeometry(intrinsics, options))
+        return self._scan[1]
+
+    def exclusion(self, config: PerceptionConfig) -> np.ndarray | None:
+        """The look-up table of ``obstacle_exclude_classes`` (None when the list is empty).
+
+        Raises:
+            ValueError: a class name the checkpoint does not have.
+        """
+        names = config.obstacle_exclude_classes
+        if names != self._exclusion[0]:
+            ids = exclusion_ids(names, self.class_names)
+            self._exclusion = (names, exclusion_table(ids) if ids else None)
+        return self._exclusion[1]
 
     def compose(
         self,
@@ -295,10 +360,21 @@ class FrameComposer:
             intrinsics=prediction.intrinsics,
             camera_info=frame.camera_info,
             prediction=prediction,
-            depth=prediction.depth if "depth" in demand else None,
             depth_info="depth_info" in demand,
             timings_ms=timings,
         )
+        if "depth" in demand:
+            outputs.depth = prediction.depth
+            if config.depth_encoding == "16UC1":
+                stage = time.perf_counter()
+                shape = prediction.depth.shape
+                outputs.depth = depth_to_millimetres(
+                    prediction.depth,
+                    out=self.buffers.view("depth_mm", shape, np.uint16),
+                    scratch=self.buffers.view("depth_mm_scratch", shape, np.float32),
+                )
+                timings["depth_mm"] = (time.perf_counter() - stage) * 1e3
+        table = self.exclusion(config) if {"obstacles", "scan"} & demand.wanted else None
         if "points" in demand:
             stage = time.perf_counter()
             with_label = config.points_label and labels is not None
@@ -330,6 +406,32 @@ class FrameComposer:
                 out=self.buffers.view("overlay", shape, np.uint8),
             )
             timings["colorize"] = (time.perf_counter() - stage) * 1e3
+        if "obstacles" in demand and labels is not None and table is not None:
+            stage = time.perf_counter()
+            shape = labels.shape
+            # Same layout as points: the label field is there when points has it.
+            builder = self.cloud_builder(
+                prediction.intrinsics, config, config.points_label, "obstacles"
+            )
+            masked = mask_excluded(
+                prediction.depth,
+                labels,
+                table,
+                out=self.buffers.view("obstacle_depth", shape, np.float32),
+            )
+            outputs.obstacle_cloud = builder.build(
+                masked,
+                rgb=rgb if config.points_color else None,
+                labels=labels if config.points_label else None,
+                validated=True,
+            )
+            timings["obstacles"] = (time.perf_counter() - stage) * 1e3
+        if "scan" in demand:
+            stage = time.perf_counter()
+            geometry = self.scan_geometry(prediction.intrinsics, config)
+            excluded = table if labels is not None else None
+            outputs.scan = geometry.scan(prediction.depth, labels, excluded)
+            timings["scan"] = (time.perf_counter() - stage) * 1e3
         return outputs
 
 
@@ -349,7 +451,8 @@ class FramePipeline:
     def composer(self, camera: str) -> FrameComposer:
         """The composer (and so the cached cloud builder) of ``camera``."""
         if camera not in self._composers:
-            self._composers[camera] = FrameComposer(self.palette)
+            class_names = getattr(self.predictor.description, "class_names", ())
+            self._composers[camera] = FrameComposer(self.palette, class_names)
         return self._composers[camera]
 
     def predict(self, frames: Sequence[PreparedFrame], labels: bool = True) -> list[Prediction]:

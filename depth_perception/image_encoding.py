@@ -29,7 +29,8 @@ class ImageFormatError(ValueError):
 
     Attributes:
         kind: what is wrong, for counters: ``encoding``, ``empty``, ``too_large``, ``step``,
-            ``data_length`` or ``other``.
+            ``data_length``, ``compressed_format``, ``corrupt`` (a compressed payload that does
+            not decode) or ``other``.
     """
 
     def __init__(self, message: str, kind: str = "other") -> None:
@@ -107,3 +108,78 @@ def encoding_for_array(array: np.ndarray, color_encoding: str = "rgb8") -> str:
     if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3:
         return color_encoding
     raise ValueError(f"no image encoding for an array of {array.dtype} and shape {array.shape}")
+
+
+# Formats of sensor_msgs/CompressedImage that image_transport's compressed plugin writes:
+# "jpeg", "png", or "<encoding>; jpeg compressed <encoding>" (and "... png compressed ...").
+COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "png")
+
+# The largest depth (m) a 16UC1 image can hold: 65535 mm.
+MAX_MILLIMETRE_DEPTH = 65.535
+
+
+def decode_compressed_to_rgb(
+    data: bytes | bytearray | memoryview | np.ndarray, format_: str
+) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage payload (jpeg or png) into HxWx3 uint8 RGB.
+
+    Args:
+        data: the message's ``data`` (the encoded file's bytes).
+        format_: the message's ``format``; only its codec word (jpeg/jpg or png) is read, as
+            image_transport writes e.g. ``rgb8; jpeg compressed bgr8``. Grey or 16-bit PNGs
+            are turned into 8-bit RGB as OpenCV reads them.
+
+    Raises:
+        ImageFormatError: an unknown codec (``compressed_format``), an empty payload
+            (``empty``), a payload OpenCV cannot decode (``corrupt``), or an oversized image
+            (``too_large``).
+    """
+    codec = format_.lower()
+    if "jpeg" not in codec and "jpg" not in codec and "png" not in codec:
+        raise ImageFormatError(
+            f"unsupported compressed format '{format_}'; supported: jpeg, png",
+            "compressed_format",
+        )
+    buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    if buffer.size == 0:
+        raise ImageFormatError("empty compressed image", "empty")
+    bgr = cv2.imdecode(buffer.reshape(-1), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageFormatError(
+            f"cannot decode {buffer.size} bytes as {format_} (corrupt or truncated)", "corrupt"
+        )
+    height, width = bgr.shape[:2]
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageFormatError(
+            f"image of {width}x{height} exceeds the limit of {MAX_IMAGE_PIXELS} pixels",
+            "too_large",
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def depth_to_millimetres(
+    depth: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None
+) -> np.ndarray:
+    """float metres (NaN = no estimate) -> uint16 millimetres, 0 = no estimate (REP 118).
+
+    Rounds to the nearest millimetre. NaN, +-Inf, depths that round to 0 mm and depths beyond
+    :data:`MAX_MILLIMETRE_DEPTH` (not representable) all become 0.
+
+    Args:
+        depth: float32 metres.
+        out: uint16 array of depth's shape to write into (a reused buffer), else a new one.
+        scratch: float32 array of depth's shape (a reused buffer), else a new one.
+    """
+    if out is None:
+        out = np.empty(depth.shape, np.uint16)
+    if scratch is None:
+        scratch = np.empty(depth.shape, np.float32)
+    np.multiply(depth, np.float32(1000.0), out=scratch)
+    scratch += np.float32(0.5)
+    # NaN compares False: a single test catches NaN, +Inf and the unrepresentable.
+    with np.errstate(invalid="ignore"):
+        keep = np.less(scratch, np.float32(65536.0))
+        keep &= np.greater_equal(scratch, np.float32(1.0))
+    np.copyto(scratch, np.float32(0.0), where=~keep)
+    np.copyto(out, scratch, casting="unsafe")  # truncation of x + 0.5: rounding
+    return out

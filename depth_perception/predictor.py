@@ -17,7 +17,7 @@ import numpy as np
 
 from depth_perception.backends.base import BackendError, InferenceBackend
 from depth_perception.buffers import BufferSet
-from depth_perception.camera import CameraIntrinsics
+from depth_perception.camera import CameraIntrinsics, focal_scale
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class ModelDescription:
     max_depth: float
     metric: bool
     trained: bool
+    # Focal length (network-input pixels) the depth output is metric for; None: as it is.
+    canonical_focal_px: float | None = None
 
     @property
     def num_classes(self) -> int:
@@ -251,7 +253,12 @@ class DepthPredictor:
             if self.stage_hook is not None:
                 self.stage_hook("postprocess", self)
             depth, class_ids = self.postprocess(
-                outputs, width, height, buffers=buffers, labels=labels
+                outputs,
+                width,
+                height,
+                buffers=buffers,
+                labels=labels,
+                focal=self.focal_factor(intrinsics),
             )
         except Exception as error:
             raise StageError("postprocess", error) from error
@@ -310,11 +317,17 @@ class DepthPredictor:
         try:
             if self.stage_hook is not None:
                 self.stage_hook("postprocess", self)
-            for index, (rgb, _) in enumerate(items):
+            for index, (rgb, intrinsics) in enumerate(items):
                 height, width = rgb.shape[:2]
                 results.append(
                     self.postprocess(
-                        outputs, width, height, index, buffers=targets[index], labels=labels
+                        outputs,
+                        width,
+                        height,
+                        index,
+                        buffers=targets[index],
+                        labels=labels,
+                        focal=self.focal_factor(intrinsics),
                     )
                 )
         except Exception as error:
@@ -347,6 +360,15 @@ class DepthPredictor:
             found = self._work[key] = np.empty(shape, dtype)
         return found
 
+    def focal_factor(self, intrinsics: CameraIntrinsics) -> float:
+        """Factor from the network's depth to metres for a camera with ``intrinsics``.
+
+        1.0 unless the model predicts depth for a canonical focal length; then the camera's
+        ``fx`` in network-input pixels over that focal length (``camera.focal_scale``).
+        """
+        fx_network = intrinsics.fx * self.description.input_width / intrinsics.width
+        return float(focal_scale(fx_network, self.description.canonical_focal_px))
+
     def postprocess(
         self,
         outputs: dict[str, np.ndarray],
@@ -356,12 +378,13 @@ class DepthPredictor:
         *,
         buffers: BufferSet | None = None,
         labels: bool = True,
+        focal: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Network outputs -> (depth in metres with NaN out of range, uint8 labels or None).
 
         ``index`` selects the image of a batch. With ``buffers`` the results are written into
         its ``depth`` and ``labels`` buffers (reused, no allocation); ``labels=False`` skips the
-        class ids.
+        class ids; ``focal`` is :meth:`focal_factor` of the image's camera.
         """
         if "depth" not in outputs:
             raise BackendError(f"backend returned {sorted(outputs)} without 'depth'")
@@ -371,9 +394,10 @@ class DepthPredictor:
             )
         limits = self.limits  # read once: a swap mid-frame must not mix two ranges
         network_depth = np.asarray(outputs["depth"][index, 0], dtype=np.float32)
-        if limits.depth_scale != 1.0:
+        factor = limits.depth_scale * focal
+        if factor != 1.0:
             scaled = self._scratch("scaled", network_depth.shape, np.float32)
-            np.multiply(network_depth, np.float32(limits.depth_scale), out=scaled)
+            np.multiply(network_depth, np.float32(factor), out=scaled)
             network_depth = scaled
         shape = (height, width)
         depth = _output(buffers, "depth", shape, np.float32)

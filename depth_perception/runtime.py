@@ -213,6 +213,8 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         mean, std = tuple(meta.mean), tuple(meta.std)
         class_names = tuple(meta.class_names)
         min_depth, max_depth, metric = meta.min_depth, meta.max_depth, meta.metric
+        # Read from the metadata, not the torch model: the ONNX Runtime path never builds it.
+        canonical_focal_px = meta.model_args.get("canonical_focal_px")
         weights_label = str(weights)
     else:
         try:
@@ -235,6 +237,7 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         min_depth = float(getattr(model, "min_depth", 0.1)) or 0.1
         max_depth = float(getattr(model, "max_depth", 100.0))
         metric = info.metric
+        canonical_focal_px = getattr(model, "canonical_focal_px", None)
         weights_label = "none (random init)"
     if not trained:
         warnings.append(
@@ -260,6 +263,7 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         max_depth=float(max_depth),
         metric=bool(metric),
         trained=trained,
+        canonical_focal_px=canonical_focal_px,
     )
     # Asking torch about CUDA costs its import: only a chain that may use the GPU asks, and
     # only where a GPU may be present at all.

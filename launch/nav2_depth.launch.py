@@ -1,15 +1,18 @@
-"""mono_depth feeding a Nav2 costmap: camera -> depth -> organized cloud -> voxel layer.
+"""mono_depth feeding a Nav2 costmap: camera -> depth -> obstacle cloud -> voxel layer.
 
     ros2 launch depth_perception nav2_depth.launch.py camera_source:=synthetic
     ros2 launch depth_perception nav2_depth.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info camera_frame:=camera_color_optical_frame \
         publish_odom_tf:=false
 
-Starts mono_depth (through mono_depth.launch.py, in the namespace `camera`, so the cloud is
-/camera/points), the static TF base_link -> camera_link -> <camera_frame>, the standalone Nav2
-costmap (config/nav2_costmap.yaml) and a lifecycle manager that brings the costmap up. With a
-real robot, set publish_odom_tf:=false (odometry publishes odom -> base_link) and camera_frame
-to the frame_id of your camera's images; in the costmap file, sensor_frame must match it.
+Starts mono_depth (through mono_depth.launch.py, in the namespace `camera`, with
+config/nav2_mono_depth.yaml: the obstacle cloud /camera/obstacles/points without floor and
+ceiling, and the virtual laser scan /camera/scan in camera_link), the static TF
+base_link -> camera_link -> <camera_frame>, the standalone Nav2 costmap
+(config/nav2_costmap.yaml) and a lifecycle manager that brings the costmap up. With a real
+robot, set publish_odom_tf:=false (odometry publishes odom -> base_link) and camera_frame to
+the frame_id of your camera's images; in the costmap file, sensor_frame must match it.
+Every node gets use_sim_time and log_level (bag playback: use_sim_time:=true).
 """
 
 import os
@@ -58,6 +61,47 @@ def generate_launch_description() -> LaunchDescription:
             description="Parameters of the Nav2 costmap (observation source on the cloud)",
         ),
         DeclareLaunchArgument(
+            "mono_depth_params",
+            default_value=os.path.join(share, "config", "nav2_mono_depth.yaml"),
+            description="Parameters of mono_depth for navigation (obstacle_exclude_classes, "
+            "cloud stride, scan band)",
+        ),
+        DeclareLaunchArgument(
+            "use_sim_time",
+            default_value="false",
+            description="Every node follows /clock (bag playback, simulation)",
+        ),
+        DeclareLaunchArgument(
+            "use_respawn",
+            default_value="false",
+            description="Restart mono_depth and the camera source when they exit",
+        ),
+        DeclareLaunchArgument(
+            "respawn_delay",
+            default_value="2.0",
+            description="Seconds before a respawn (with use_respawn)",
+        ),
+        DeclareLaunchArgument(
+            "log_level",
+            default_value="info",
+            description="Log level of every node: debug, info, warn, error or fatal",
+        ),
+        DeclareLaunchArgument(
+            "image_transport",
+            default_value="raw",
+            description="raw (sensor_msgs/Image) or compressed (<image>/compressed)",
+        ),
+        DeclareLaunchArgument(
+            "depth_encoding",
+            default_value="32FC1",
+            description="depth/image as 32FC1 metres or 16UC1 millimetres (REP 118)",
+        ),
+        DeclareLaunchArgument(
+            "publish_scan",
+            default_value="true",
+            description="Publish <namespace>/scan (sensor_msgs/LaserScan) for 2-D layers",
+        ),
+        DeclareLaunchArgument(
             "camera_frame",
             default_value="camera_optical_frame",
             description="frame_id of the images (REP 103 optical frame): the cloud's frame",
@@ -83,8 +127,20 @@ def generate_launch_description() -> LaunchDescription:
             "model": LaunchConfiguration("model"),
             "weights": LaunchConfiguration("weights"),
             "backend": LaunchConfiguration("backend"),
+            "params_file": LaunchConfiguration("mono_depth_params"),
+            "use_sim_time": LaunchConfiguration("use_sim_time"),
+            "use_respawn": LaunchConfiguration("use_respawn"),
+            "respawn_delay": LaunchConfiguration("respawn_delay"),
+            "log_level": LaunchConfiguration("log_level"),
+            "image_transport": LaunchConfiguration("image_transport"),
+            "depth_encoding": LaunchConfiguration("depth_encoding"),
+            "publish_scan": LaunchConfiguration("publish_scan"),
+            # The scan lies in camera_link, which the mount TF below publishes.
+            "scan_frame_id": "camera_link",
         }.items(),
     )
+    use_sim_time = {"use_sim_time": LaunchConfiguration("use_sim_time")}
+    log_arguments = ["--ros-args", "--log-level", LaunchConfiguration("log_level")]
     # base_link -> camera_link: where the camera sits (x forward, z up, REP 103 body frame).
     camera_mount = Node(
         package="tf2_ros",
@@ -101,7 +157,9 @@ def generate_launch_description() -> LaunchDescription:
             "base_link",
             "--child-frame-id",
             "camera_link",
+            *log_arguments,
         ],
+        parameters=[use_sim_time],
     )
     # camera_link -> optical frame: the fixed REP 103 rotation (z forward, x right, y down).
     optical = Node(
@@ -121,13 +179,16 @@ def generate_launch_description() -> LaunchDescription:
             "camera_link",
             "--child-frame-id",
             LaunchConfiguration("camera_frame"),
+            *log_arguments,
         ],
+        parameters=[use_sim_time],
     )
     odom = Node(
         package="tf2_ros",
         executable="static_transform_publisher",
         name="odom_tf",
-        arguments=["--frame-id", "odom", "--child-frame-id", "base_link"],
+        arguments=["--frame-id", "odom", "--child-frame-id", "base_link", *log_arguments],
+        parameters=[use_sim_time],
         condition=IfCondition(LaunchConfiguration("publish_odom_tf")),
     )
     costmap = Node(
@@ -136,14 +197,17 @@ def generate_launch_description() -> LaunchDescription:
         name="costmap",
         namespace="costmap",
         output="screen",
-        parameters=[LaunchConfiguration("costmap_params")],
+        arguments=log_arguments,
+        # After the file: the launch argument wins over the file's use_sim_time.
+        parameters=[LaunchConfiguration("costmap_params"), use_sim_time],
     )
     lifecycle = Node(
         package="nav2_lifecycle_manager",
         executable="lifecycle_manager",
         name="lifecycle_manager_costmap",
         output="screen",
-        parameters=[{"autostart": True, "node_names": ["costmap/costmap"]}],
+        arguments=log_arguments,
+        parameters=[{"autostart": True, "node_names": ["costmap/costmap"]}, use_sim_time],
     )
     return LaunchDescription(
         [*arguments, mono_depth, camera_mount, optical, odom, costmap, lifecycle]

@@ -165,7 +165,8 @@ def evaluate(
 
     Args:
         model: Model returning ``depth`` (and ``seg_logits``) in eval mode; wrappers are fine.
-        loader: Iterable of batches with ``image``, ``depth``, ``valid`` and ``labels``.
+        loader: Iterable of batches with ``image``, ``depth``, ``valid`` and ``labels`` (and
+            ``K``, network-input pixels, for a model with ``canonical_focal_px``).
         device: Where to run the model.
         num_classes: Segmentation classes (0: no mIoU).
         metric: False for relative-depth models (median scaling by default).
@@ -187,9 +188,11 @@ def evaluate(
     """
     from tqdm import tqdm
 
+    from depth_perception.camera import focal_scale
     from depth_perception.checkpoint import unwrap_model
 
     base = unwrap_model(model)
+    focal = getattr(base, "canonical_focal_px", None)
     lo = DEFAULT_MIN_CAP if min_depth is None else float(min_depth)
     hi = float(getattr(base, "max_depth", math.inf)) if max_depth is None else float(max_depth)
     if not hi > lo:
@@ -221,6 +224,10 @@ def evaluate(
             gt_depth = batch["depth"]
             size = (int(gt_depth.shape[-2]), int(gt_depth.shape[-1]))
             pred, pred_labels = predict_batch(base, image, size)
+            if focal is not None:
+                # canonical-focal depth -> metres for each image's own camera (network pixels)
+                fx = batch["K"][:, 0, 0].to(pred.device, pred.dtype)
+                pred = pred * focal_scale(fx, focal).view(-1, 1, 1, 1)
             pred_np = pred[:, 0].float().cpu().numpy()
             gt_np = gt_depth[:, 0].numpy() if gt_depth.dim() == 4 else gt_depth.numpy()
             valid = batch["valid"]

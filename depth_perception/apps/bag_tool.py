@@ -32,7 +32,12 @@ import numpy as np
 
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.config import PerceptionConfig
-from depth_perception.frame_pipeline import FrameOutputs, FramePipeline, prepare_frame
+from depth_perception.frame_pipeline import (
+    FrameOutputs,
+    FramePipeline,
+    OutputDemand,
+    prepare_frame,
+)
 from depth_perception.image_encoding import encoding_for_array
 from depth_perception.pointcloud import CloudData
 
@@ -132,7 +137,8 @@ class RosbagsMessages:
         """One frame's outputs as messages keyed like ``OUTPUT_TOPICS`` (the node's set)."""
         messages: dict[str, Any] = {}
         if outputs.depth is not None:
-            messages["depth"] = self.image(outputs.depth, header, "32FC1")
+            # 32FC1 metres or 16UC1 millimetres (depth_encoding): the dtype says which.
+            messages["depth"] = self.image(outputs.depth, header)
             messages["depth_info"] = self.camera_info(
                 outputs.intrinsics, header, outputs.camera_info
             )
@@ -311,6 +317,9 @@ def process_bag(
         dst.parent.mkdir(parents=True, exist_ok=True)
         # The node's own frame code: intrinsics, one predictor call, every output composed.
         frames = FramePipeline(pipeline.predictor, pipeline.palette)
+        # The bag gets the image outputs and the cloud; the navigation outputs (obstacle
+        # cloud, scan) are the node's only, so they are not computed here.
+        demand = OutputDemand(OutputDemand.everything(config).wanted & set(OUTPUT_TOPICS))
         latest_info = first_info
         try:
             with Writer(dst, version=9, storage_plugin=plugins[storage]) as writer:
@@ -354,7 +363,7 @@ def process_bag(
                     frame = prepare_frame("", decode_rgb(msg, conn.msgtype), latest_info, hfov)
                     if not frame.intrinsics.from_camera_info:
                         report.fallback_intrinsics += 1
-                    (outputs,) = frames.process([frame], config)
+                    (outputs,) = frames.process([frame], config, demand)
                     header = msg.header  # the node copies the input image's header
                     depth = outputs.prediction.depth
                     for key, out_msg in messages.frame_messages(outputs, header).items():

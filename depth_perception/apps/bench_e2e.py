@@ -224,8 +224,9 @@ def run_variant(
         "scene": 9000,
         "replay_frames": 30,
     }
+    # cwd too: ``python -m`` puts the working directory before PYTHONPATH on sys.path.
     node_process = start_node(
-        "mono_depth_node", node_env, node_params, log_path=output / "mono_depth.log"
+        "mono_depth_node", node_env, node_params, log_path=output / "mono_depth.log", cwd=tree
     )
     processes = [
         node_process,
@@ -316,7 +317,7 @@ def run_end_to_end(
     domain = args.domain_id if getattr(args, "domain_id", None) else random.randint(1, 100)
     for repeat in range(args.repeats):
         for index, variant in enumerate(variants):
-            output = Path(args.output) / f"e2e_{index}_run{repeat}"
+            output = Path(args.output).resolve() / f"e2e_{index}_run{repeat}"
             print(
                 f"  run {repeat + 1}/{args.repeats}: {variant.label} ...",
                 end="",

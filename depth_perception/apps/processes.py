@@ -77,8 +77,13 @@ def start_node(
     remappings: dict[str, str] | None = None,
     namespace: str = "",
     log_path: Path | None = None,
+    cwd: str | Path | None = None,
 ) -> subprocess.Popen:
-    """Start ``python -m depth_perception.nodes.<module>`` with ROS arguments."""
+    """Start ``python -m depth_perception.nodes.<module>`` with ROS arguments.
+
+    ``python -m`` puts the working directory first on ``sys.path``: ``cwd`` (a checkout's root)
+    therefore decides whose ``depth_perception`` the node runs, even before ``PYTHONPATH``.
+    """
     command = [sys.executable, "-m", f"{PACKAGE}.nodes.{module}", "--ros-args"]
     for name, value in (parameters or {}).items():
         command += ["-p", f"{name}:={format_parameter(value)}"]
@@ -87,7 +92,7 @@ def start_node(
     if namespace:
         command += ["-r", f"__ns:={namespace}"]
     output = open(log_path, "w") if log_path is not None else subprocess.DEVNULL
-    return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, cwd=cwd)
 
 
 def stop_processes(processes: list[subprocess.Popen], timeout: float = 10.0) -> list[int]:

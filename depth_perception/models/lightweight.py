@@ -3,7 +3,7 @@
 Encoder: torchvision MobileNetV2 with width multiplier 0.35, without its final 1280-channel
 convolution (stride 32, about 0.25M parameters). Decoder: four blocks D1..D4; each concatenates
 the previous feature map with the encoder feature of the same resolution, doubles the resolution
-with a PixelShuffle (no multiply-adds), runs inverted-residual bottlenecks shared by both tasks
+(``upsample``, below), runs inverted-residual bottlenecks shared by both tasks
 (the paper's (N, 0) design) and feeds a 1x1 depth head and a 1x1 segmentation head. For a
 1056x320 input D1..D4 give 66x20, 132x40, 264x80 and 528x160 (W x H), i.e. strides 16, 8, 4, 2.
 
@@ -14,14 +14,33 @@ subset of the larger one's, so weights trained for L load into M/S/XS by droppin
 The depth head predicts in the paper's log space
 ``G(d) = (log d - log m) * M / (log M - log m)`` and the model returns ``depth = G^-1(pred)``,
 which is positive by construction. Input H and W must be multiples of 32.
+
+``upsample`` selects how a decoder block doubles the resolution. ``shuffle`` is the paper's
+PixelShuffle of the concatenated features: each of the four output pixels of a 2x2 cell comes
+from a different channel, i.e. a different feature, so the depth map shows a checkerboard at
+that period until training (if ever) makes the channels agree. ``bilinear`` (the default)
+reduces the channels with a 1x1 convolution to the same count and upsamples bilinearly
+(resize-then-convolve; a 1x1 convolution commutes with the resize, so it runs at the low
+resolution): neighbouring output pixels mix the same features, so there is no such pattern.
+
+``canonical_focal_px`` (optional): the network predicts the depth a camera with this focal
+length (in pixels of the network input) would see; a camera with focal length ``f`` (same
+pixels) sees ``depth * f / canonical_focal_px``. One image cannot tell a wide lens near a
+wall from a long lens far from it, so a network trained over many fields of view can only be
+metric for a known focal length; the predictor, the evaluation and the loss apply the factor
+(``depth_perception.camera.focal_scale``). None: the output is metric for the training cameras
+as it is.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F  # noqa: N812 (the usual alias)
 from torch import nn
 from torchvision.models import mobilenet_v2
 from torchvision.models.mobilenetv2 import InvertedResidual
@@ -79,17 +98,32 @@ def inverse_log_depth_transform(
     return torch.exp(log_depth)
 
 
+UPSAMPLE_MODES: tuple[str, ...] = ("bilinear", "shuffle")
+
+
 class DecoderBlock(nn.Module):
-    """concat(previous, skip) -> PixelShuffle(2) -> shared inverted-residual bottlenecks."""
+    """concat(previous, skip) -> 2x upsampling -> shared inverted-residual bottlenecks."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, num_bottlenecks: int, expand_ratio: int
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_bottlenecks: int,
+        expand_ratio: int,
+        upsample: str = "bilinear",
     ) -> None:
         super().__init__()
         if in_channels % 4:
-            raise ValueError(f"PixelShuffle(2) needs channels divisible by 4, got {in_channels}")
-        self.shuffle = nn.PixelShuffle(2)
+            raise ValueError(f"the 2x upsampling needs channels divisible by 4, got {in_channels}")
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        self.upsample = upsample
         channels = in_channels // 4
+        if upsample == "shuffle":
+            self.shuffle = nn.PixelShuffle(2)
+        else:
+            # Same channel count as the shuffle gives, so the bottlenecks are unchanged.
+            self.reduce = nn.Conv2d(in_channels, channels, 1, bias=False)
         layers = []
         for _ in range(num_bottlenecks):
             layers.append(InvertedResidual(channels, out_channels, 1, expand_ratio))
@@ -98,7 +132,11 @@ class DecoderBlock(nn.Module):
 
     def forward(self, previous: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = torch.cat([previous, skip], dim=1)
-        return self.bottlenecks(self.shuffle(x))
+        if self.upsample == "shuffle":
+            x = self.shuffle(x)
+        else:
+            x = F.interpolate(self.reduce(x), scale_factor=2.0, mode="bilinear")
+        return self.bottlenecks(x)
 
 
 class LightweightDepthNet(DepthModel):
@@ -117,6 +155,8 @@ class LightweightDepthNet(DepthModel):
         max_depth: float = 80.0,
         decoder_blocks: int = 4,
         encoder_weights: str | Path | None = None,
+        upsample: str = "bilinear",
+        canonical_focal_px: float | None = None,
     ) -> None:
         """Build the network.
 
@@ -128,6 +168,10 @@ class LightweightDepthNet(DepthModel):
             encoder_weights: Optional local path to an ImageNet state dict of torchvision's
                 ``mobilenet_v2(width_mult=0.35)`` (``.pth`` loaded without pickle, or
                 ``.safetensors``); nothing is downloaded.
+            upsample: ``bilinear`` (1x1 conv + bilinear 2x, no checkerboard) or ``shuffle``
+                (the paper's PixelShuffle; checkpoints from before this option).
+            canonical_focal_px: Focal length in network-input pixels for which the depth
+                output is metric (see the module docstring); None: no focal rescaling.
         """
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
@@ -140,6 +184,12 @@ class LightweightDepthNet(DepthModel):
             )
         if decoder_blocks not in (1, 2, 3, 4):
             raise ValueError(f"decoder_blocks must be 1, 2, 3 or 4, got {decoder_blocks!r}")
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        if canonical_focal_px is not None and not (
+            math.isfinite(canonical_focal_px) and canonical_focal_px > 0
+        ):
+            raise ValueError(f"canonical_focal_px must be > 0 or None, got {canonical_focal_px}")
 
         self.input_multiple = INPUT_MULTIPLE
         self.num_classes = num_classes
@@ -151,6 +201,8 @@ class LightweightDepthNet(DepthModel):
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.decoder_blocks = decoder_blocks
+        self.upsample = upsample
+        self.canonical_focal_px = None if canonical_focal_px is None else float(canonical_focal_px)
 
         features = mobilenet_v2(weights=None, width_mult=WIDTH_MULT).features
         self.encoder = nn.Sequential(*list(features)[:_ENCODER_LAYERS])
@@ -162,7 +214,9 @@ class LightweightDepthNet(DepthModel):
         for (_, skip_channels), (out_channels, n, t) in zip(
             _SKIPS[:decoder_blocks], _DECODER_CONFIG[:decoder_blocks], strict=True
         ):
-            self.decoder.append(DecoderBlock(previous + skip_channels, out_channels, n, t))
+            self.decoder.append(
+                DecoderBlock(previous + skip_channels, out_channels, n, t, upsample)
+            )
             self.depth_heads.append(nn.Conv2d(out_channels, 1, 1))
             if num_classes:
                 self.seg_heads.append(nn.Conv2d(out_channels, num_classes, 1))
@@ -270,7 +324,16 @@ class LightweightDepthNet(DepthModel):
         return out
 
 
+def _legacy_args(args: dict[str, Any], tensor_names: Collection[str]) -> dict[str, Any]:
+    # Checkpoints from before ``upsample`` existed hold the PixelShuffle decoder (no
+    # ``reduce`` convolutions) and record no ``upsample``; they keep loading as they were.
+    if "upsample" not in args and not any(n.endswith(".reduce.weight") for n in tensor_names):
+        return {**args, "upsample": "shuffle"}
+    return args
+
+
 _REGISTRATION = {
+    "legacy_args": _legacy_args,
     "tasks": ("depth", "segmentation"),
     "paper": PAPER,
     "default_input_size": (1056, 320),
@@ -290,9 +353,19 @@ def lightweight(
     max_depth: float = 80.0,
     encoder_weights: str | None = None,
     decoder_blocks: int = 4,
+    upsample: str = "bilinear",
+    canonical_focal_px: float | None = None,
 ) -> LightweightDepthNet:
     """Paper d's L model; ``decoder_blocks`` < 4 gives the M/S/XS architectures."""
-    return LightweightDepthNet(num_classes, min_depth, max_depth, decoder_blocks, encoder_weights)
+    return LightweightDepthNet(
+        num_classes,
+        min_depth,
+        max_depth,
+        decoder_blocks,
+        encoder_weights,
+        upsample,
+        canonical_focal_px,
+    )
 
 
 @register_model(
@@ -305,9 +378,19 @@ def lightweight_m(
     min_depth: float = 4.0,
     max_depth: float = 80.0,
     encoder_weights: str | None = None,
+    upsample: str = "bilinear",
+    canonical_focal_px: float | None = None,
 ) -> LightweightDepthNet:
     """Paper d's M model: L without D4."""
-    return LightweightDepthNet(num_classes, min_depth, max_depth, 3, encoder_weights)
+    return LightweightDepthNet(
+        num_classes,
+        min_depth,
+        max_depth,
+        3,
+        encoder_weights,
+        upsample,
+        canonical_focal_px,
+    )
 
 
 @register_model(
@@ -320,9 +403,19 @@ def lightweight_s(
     min_depth: float = 4.0,
     max_depth: float = 80.0,
     encoder_weights: str | None = None,
+    upsample: str = "bilinear",
+    canonical_focal_px: float | None = None,
 ) -> LightweightDepthNet:
     """Paper d's S model: L without D3 and D4."""
-    return LightweightDepthNet(num_classes, min_depth, max_depth, 2, encoder_weights)
+    return LightweightDepthNet(
+        num_classes,
+        min_depth,
+        max_depth,
+        2,
+        encoder_weights,
+        upsample,
+        canonical_focal_px,
+    )
 
 
 @register_model(
@@ -335,6 +428,16 @@ def lightweight_xs(
     min_depth: float = 4.0,
     max_depth: float = 80.0,
     encoder_weights: str | None = None,
+    upsample: str = "bilinear",
+    canonical_focal_px: float | None = None,
 ) -> LightweightDepthNet:
     """Paper d's XS model: D1 only."""
-    return LightweightDepthNet(num_classes, min_depth, max_depth, 1, encoder_weights)
+    return LightweightDepthNet(
+        num_classes,
+        min_depth,
+        max_depth,
+        1,
+        encoder_weights,
+        upsample,
+        canonical_focal_px,
+    )

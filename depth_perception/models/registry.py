@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -152,6 +152,9 @@ class ModelInfo:
         mean: Per-channel normalisation mean (RGB, for images scaled to [0, 1]).
         std: Per-channel normalisation std.
         metric: True when the output depth is in metres (not only up to scale).
+        legacy_args: Optional ``(model_args, tensor names) -> model_args``: the arguments a
+            checkpoint written before an argument existed implies (it recorded only the
+            arguments of its time; its tensor names tell which architecture it holds).
     """
 
     name: str
@@ -163,6 +166,7 @@ class ModelInfo:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     metric: bool
+    legacy_args: Callable[[dict[str, Any], Collection[str]], dict[str, Any]] | None = None
 
     def default_args(self) -> dict[str, Any]:
         """Keyword arguments of the builder that have defaults, with those defaults."""
@@ -187,6 +191,7 @@ class ModelRegistry:
         metric: bool,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        legacy_args: Callable[[dict[str, Any], Collection[str]], dict[str, Any]] | None = None,
     ) -> Callable[[BuilderT], BuilderT]:
         """Decorator registering a builder function under ``name``; see :func:`register_model`."""
         if not isinstance(name, str) or not _NAME_RE.match(name):
@@ -228,6 +233,7 @@ class ModelRegistry:
                 mean=(mean_t[0], mean_t[1], mean_t[2]),
                 std=(std_t[0], std_t[1], std_t[2]),
                 metric=bool(metric),
+                legacy_args=legacy_args,
             )
             return builder
 
@@ -282,6 +288,7 @@ def register_model(
     metric: bool,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    legacy_args: Callable[[dict[str, Any], Collection[str]], dict[str, Any]] | None = None,
 ) -> Callable[[BuilderT], BuilderT]:
     """Register a builder function in the package's model registry.
 
@@ -300,6 +307,7 @@ def register_model(
         metric: True when the model predicts metric depth.
         mean: Normalisation mean (RGB, images in [0, 1]).
         std: Normalisation std.
+        legacy_args: See :class:`ModelInfo` (for models whose arguments grew).
 
     Raises:
         ValueError: the name is taken or invalid, or the metadata is inconsistent.
@@ -313,6 +321,7 @@ def register_model(
         metric=metric,
         mean=mean,
         std=std,
+        legacy_args=legacy_args,
     )
 
 

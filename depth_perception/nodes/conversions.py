@@ -14,13 +14,18 @@ from __future__ import annotations
 import array
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, LaserScan, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from depth_perception.buffers import backing_payload
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.frame_pipeline import FrameOutputs
-from depth_perception.image_encoding import decode_to_rgb, encoding_for_array
+from depth_perception.image_encoding import (
+    decode_compressed_to_rgb,
+    decode_to_rgb,
+    encoding_for_array,
+)
+from depth_perception.laserscan import ScanData
 from depth_perception.pointcloud import CloudData
 
 
@@ -40,6 +45,11 @@ def payload_of(values: np.ndarray) -> array.array:
 def image_msg_to_rgb(msg: Image) -> np.ndarray:
     """Decode a sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) into HxWx3 RGB uint8."""
     return decode_to_rgb(msg.data, msg.width, msg.height, msg.step, msg.encoding)
+
+
+def compressed_msg_to_rgb(msg) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (jpeg or png) into HxWx3 RGB uint8."""
+    return decode_compressed_to_rgb(msg.data, msg.format)
 
 
 def array_to_image_msg(array_: np.ndarray, header: Header, encoding: str | None = None) -> Image:
@@ -111,16 +121,39 @@ def cloud_msg(cloud: CloudData, header: Header) -> PointCloud2:
     return msg
 
 
-def output_messages(outputs: FrameOutputs, header: Header) -> dict[str, object]:
+def scan_msg(scan: ScanData, header: Header) -> LaserScan:
+    """A LaserScan of ``scan`` (ranges copied once: a few hundred floats)."""
+    msg = LaserScan()
+    msg.header = header
+    msg.angle_min = float(scan.angle_min)
+    msg.angle_max = float(scan.angle_max)
+    msg.angle_increment = float(scan.angle_increment)
+    msg.time_increment = float(scan.time_increment)
+    msg.scan_time = float(scan.scan_time)
+    msg.range_min = float(scan.range_min)
+    msg.range_max = float(scan.range_max)
+    # array.array('f') is taken as it is; a list or ndarray is checked element by element.
+    ranges = array.array("f")
+    ranges.frombytes(np.ascontiguousarray(scan.ranges, np.float32).tobytes())
+    msg.ranges = ranges
+    return msg
+
+
+def output_messages(
+    outputs: FrameOutputs, header: Header, scan_frame_id: str = ""
+) -> dict[str, object]:
     """The rclpy messages of one frame's outputs, keyed like the node's publishers.
 
-    Keys: ``depth``, ``depth_info`` (when wanted), ``points``, ``mask`` and ``color``; an
-    output that is None has no message. Every message carries ``header``. Arrays in reused
+    Keys: ``depth``, ``depth_info`` (when wanted), ``points``, ``mask``, ``color``,
+    ``obstacles`` and ``scan``; an output that is None has no message. Every message carries
+    ``header``, except that ``scan`` is in the frame ``scan_frame_id`` (the camera's REP 103
+    body frame; '' = the image's frame) with the image's stamp. Arrays in reused
     buffers become the messages' data without a copy: publish before the camera's next frame.
     """
     messages: dict[str, object] = {}
     if outputs.depth is not None:
-        messages["depth"] = array_to_image_msg(outputs.depth, header, "32FC1")
+        # 32FC1 metres, or 16UC1 millimetres (depth_encoding): the array's dtype says which.
+        messages["depth"] = array_to_image_msg(outputs.depth, header)
     if outputs.depth_info:
         messages["depth_info"] = camera_info_msg(outputs.intrinsics, header, outputs.camera_info)
     if outputs.cloud is not None:
@@ -129,4 +162,9 @@ def output_messages(outputs: FrameOutputs, header: Header) -> dict[str, object]:
         messages["mask"] = array_to_image_msg(outputs.labels, header, "mono8")
     if outputs.overlay is not None:
         messages["color"] = array_to_image_msg(outputs.overlay, header, "rgb8")
+    if outputs.obstacle_cloud is not None:
+        messages["obstacles"] = cloud_msg(outputs.obstacle_cloud, header)
+    if outputs.scan is not None:
+        frame = scan_frame_id or header.frame_id
+        messages["scan"] = scan_msg(outputs.scan, Header(stamp=header.stamp, frame_id=frame))
     return messages

@@ -1,4 +1,4 @@
-"""mono_depth: camera image in; metric depth, camera_info, organized cloud and labels out.
+"""mono_depth: camera image in; depth, camera_info, clouds, labels and a laser scan out.
 
 A managed (lifecycle) node that autostarts by default. Subscription callbacks only store the
 newest frame of each camera; a worker thread processes them, so a slow model drops old frames
@@ -13,6 +13,13 @@ publishes every output under ``<cam>/`` with that camera's header, and the worke
 newest frame of every camera that has one through the model as ONE batch (``batch_size_mean``
 in /diagnostics); drops, frames and rates are also reported per camera
 (``<cam>_dropped_frames``, ``<cam>_rate_hz``, ...).
+
+Inputs: ``image`` (sensor_msgs/Image) or, with ``image_transport: compressed``,
+``image/compressed`` (sensor_msgs/CompressedImage, jpeg or png as image_transport's compressed
+plugin publishes them; a payload that does not decode is counted as ``errors_bad_image_corrupt``).
+Navigation outputs: ``obstacles/points`` (the organized cloud without the pixels of
+``obstacle_exclude_classes``) and ``scan`` (sensor_msgs/LaserScan in ``scan_frame_id``, see
+``depth_perception.laserscan`` for its geometry and REP 117 semantics).
 
 Outputs on demand (``outputs_on_demand``, default on): per frame and camera the worker asks
 each output's publisher for its subscriber count and computes only the outputs someone takes
@@ -53,7 +60,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan, PointCloud2
 from std_msgs.msg import String
 
 from depth_perception.config import PARAMETERS, PARAMETERS_BY_NAME, PerceptionConfig
@@ -68,8 +75,17 @@ from depth_perception.frame_pipeline import (
     prepare_frame,
 )
 from depth_perception.image_encoding import ImageFormatError
-from depth_perception.nodes.conversions import image_msg_to_rgb, output_messages
-from depth_perception.nodes.parameters import declare_parameters, validate_parameters
+from depth_perception.nodes.conversions import (
+    compressed_msg_to_rgb,
+    image_msg_to_rgb,
+    output_messages,
+)
+from depth_perception.nodes.parameters import (
+    declare_parameters,
+    parameter_value,
+    validate_parameters,
+)
+from depth_perception.obstacles import exclusion_ids
 from depth_perception.pipeline_stats import PipelineStats
 from depth_perception.predictor import DepthLimits, StageError
 from depth_perception.runtime import LoadedPipeline, load_pipeline
@@ -88,6 +104,9 @@ OUTPUTS: dict[str, tuple[type, str]] = {
     "points": (PointCloud2, "points"),
     "mask": (Image, "segmentation/mask"),
     "color": (Image, "segmentation/color"),
+    # The cloud without obstacle_exclude_classes: what a Nav2 voxel layer should mark.
+    "obstacles": (PointCloud2, "obstacles/points"),
+    "scan": (LaserScan, "scan"),
 }
 
 # Consecutive inference failures after which the backend is replaced by the next fallback.
@@ -159,7 +178,7 @@ class NodeSettings:
 
 @dataclass
 class _Frame:
-    image: Image
+    image: Image | CompressedImage
     camera_info: CameraInfo | None
     received: float
 
@@ -250,6 +269,11 @@ class MonoDepthNode(LifecycleNode):
             # One inference call takes every camera's newest frame: a TensorRT engine is built
             # for batches up to the camera count.
             pipeline = load_pipeline(config, max_batch=len(names))
+            try:  # refused like a live change: the names must be the checkpoint's classes
+                exclusion_ids(config.obstacle_exclude_classes, pipeline.description.class_names)
+            except ValueError:
+                pipeline.close()
+                raise
         except Exception as error:  # any reason not to run is reported, never raised
             self.get_logger().error(f"configure failed: {error}")
             self.stats.record_error("configure", str(error))
@@ -288,11 +312,14 @@ class MonoDepthNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos_options = QoSOverridingOptions.with_default_policies()
         self._inputs = []
+        # image_transport's compressed plugin publishes <image>/compressed.
+        compressed = self.config.image_transport == "compressed"
+        image_type, image_suffix = (CompressedImage, "/compressed") if compressed else (Image, "")
         for camera in self._cameras.values():
             self._inputs += [
                 self.create_subscription(
-                    Image,
-                    camera.topic("image"),
+                    image_type,
+                    camera.topic("image") + image_suffix,
                     lambda msg, c=camera: self._on_image(c, msg),
                     qos_profile_sensor_data,
                     qos_overriding_options=qos_options,
@@ -309,7 +336,8 @@ class MonoDepthNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="mono_depth_worker", daemon=True)
         self._worker.start()
         topics = ", ".join(
-            self.resolve_topic_name(c.topic("image")) for c in self._cameras.values()
+            self.resolve_topic_name(c.topic("image") + image_suffix)
+            for c in self._cameras.values()
         )
         batch = f" (one batch over {len(self._cameras)} cameras)" if len(self._cameras) > 1 else ""
         self.get_logger().info(f"active: waiting for images on {topics}{batch}")
@@ -379,7 +407,7 @@ class MonoDepthNode(LifecycleNode):
 
     # ----- parameters -----
     def _read_config(self) -> PerceptionConfig:
-        values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+        values = {spec.name: parameter_value(self, spec) for spec in PARAMETERS}
         return PerceptionConfig(**values)
 
     def _camera_names(self) -> list[str]:
@@ -451,6 +479,8 @@ class MonoDepthNode(LifecycleNode):
             limits = DepthLimits.resolve(
                 self.pipeline.description, config.min_depth, config.max_depth, config.depth_scale
             )
+            # Names the loaded checkpoint does not have are refused, listing the valid ones.
+            exclusion_ids(config.obstacle_exclude_classes, self.pipeline.description.class_names)
         return NodeSettings(config, fault, limits)
 
     # ----- input -----
@@ -525,7 +555,10 @@ class MonoDepthNode(LifecycleNode):
             demands[name] = demand
             begin = time.perf_counter()
             try:
-                rgb = image_msg_to_rgb(frame.image)
+                if isinstance(frame.image, CompressedImage):
+                    rgb = compressed_msg_to_rgb(frame.image)
+                else:
+                    rgb = image_msg_to_rgb(frame.image)
             except ImageFormatError as error:  # only this camera's frame is dropped
                 where = f"camera {name}: " if name else ""
                 self.stats.record_error("bad_image", f"{where}{error}", error.kind)
@@ -548,7 +581,7 @@ class MonoDepthNode(LifecycleNode):
         self._period_batch_frames += len(prepared)
         self._batch_size_max = max(self._batch_size_max, len(prepared))
         for (camera, frame, _), outputs in zip(prepared, results, strict=True):
-            self._publish(camera, frame, outputs)
+            self._publish(camera, frame, outputs, config)
             outputs.timings_ms["total"] = (time.perf_counter() - start) * 1e3
             camera.processed += 1
             camera.period_processed += 1
@@ -563,11 +596,14 @@ class MonoDepthNode(LifecycleNode):
         counts = {key: pub.get_subscription_count() for key, pub in camera.outputs.items()}
         return OutputDemand.from_subscribers(config, counts)
 
-    def _publish(self, camera: _Camera, frame: _Frame, outputs: FrameOutputs) -> None:
-        """Publish one frame's outputs with the input image's header."""
+    def _publish(
+        self, camera: _Camera, frame: _Frame, outputs: FrameOutputs, config: PerceptionConfig
+    ) -> None:
+        """Publish one frame's outputs with the input image's header (scan: its own frame)."""
         timings = outputs.timings_ms
         stage = time.perf_counter()
-        messages = output_messages(outputs, frame.image.header)
+        scan_frame = config.scan_frame_id.replace("{camera}", camera.name)
+        messages = output_messages(outputs, frame.image.header, scan_frame)
         timings["to_messages"] = (time.perf_counter() - stage) * 1e3
         stage = time.perf_counter()
         for key, message in messages.items():
@@ -669,6 +705,7 @@ class MonoDepthNode(LifecycleNode):
         values["last_error"] = snapshot.get("last_error") or ""
         values.update(self._camera_diagnostics())
         values["fault_injection"] = self.settings.fault_injection
+        values["image_transport"] = self.config.image_transport
         if pipeline is not None:
             values["backends_skipped"] = " | ".join(pipeline.choice.skipped)
         status.values = [KeyValue(key=str(k), value=_format(v)) for k, v in values.items()]

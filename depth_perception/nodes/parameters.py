@@ -8,6 +8,7 @@ from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
     ParameterDescriptor,
+    ParameterType,
     SetParametersResult,
 )
 from rclpy.node import Node
@@ -42,9 +43,26 @@ def descriptor_for(spec: ParamSpec) -> ParameterDescriptor:
 
 
 def declare_parameters(node: Node, specs: Iterable[ParamSpec]) -> None:
-    """Declare every spec on ``node`` with its default and descriptor."""
+    """Declare every spec on ``node`` with its default and descriptor.
+
+    A string array (a tuple default) is declared by type without a value: rclpy would type an
+    empty list as a byte array. Read it with :func:`parameter_value`.
+    """
     for spec in specs:
-        node.declare_parameter(spec.name, spec.default, descriptor_for(spec))
+        descriptor = descriptor_for(spec)
+        if isinstance(spec.default, tuple):
+            descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
+            node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, descriptor)
+        else:
+            node.declare_parameter(spec.name, spec.default, descriptor)
+
+
+def parameter_value(node: Node, spec: ParamSpec) -> object:
+    """The value of ``spec``'s parameter; a string array never set is its (empty) default."""
+    value = node.get_parameter_or(spec.name).value
+    if isinstance(spec.default, tuple):
+        return tuple(value) if value is not None else spec.default
+    return value
 
 
 def validate_parameters(parameters: list[Parameter]) -> SetParametersResult:

@@ -23,7 +23,10 @@ def test_default_weights_are_trained_metric_and_self_describing(pipeline):
     assert description.trained and description.metric
     assert (description.input_width, description.input_height) == (256, 192)
     assert description.class_names[:2] == ("wall", "floor")
-    assert (description.min_depth, description.max_depth) == (0.5, 10.0)
+    assert (description.min_depth, description.max_depth) == (0.15, 12.0)
+    # trained over 40-100 degree lenses: metric for the 70 degree lens at 256 px, rescaled by
+    # the predictor for the real camera (lightweight_real recipe)
+    assert description.canonical_focal_px == pytest.approx(182.8)
 
 
 def test_default_weights_see_held_out_synthetic_rooms(pipeline):

@@ -112,6 +112,7 @@ def _torch_built_predictor(weights: Path, tmp_path: Path):
         max_depth=meta.max_depth,
         metric=meta.metric,
         trained=True,
+        canonical_focal_px=meta.model_args.get("canonical_focal_px"),
     )
     return DepthPredictor(description, OnnxRuntimeBackend(path, num_threads=1)), model
 

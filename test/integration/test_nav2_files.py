@@ -7,11 +7,14 @@ its arguments, the nodes it starts and the frames and files they use.
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import yaml
 
 from depth_perception.camera import CameraIntrinsics
+from depth_perception.config import load_config
+from depth_perception.obstacles import exclusion_ids
 from depth_perception.pointcloud import FLOAT32, UINT32, OrganizedCloudBuilder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,9 +90,23 @@ def test_observation_source_reads_the_nodes_cloud():
     arguments = _launch_arguments(tree)
     outputs = _node_output_topics()
     source = _source(_costmap_params())
-    # <launch namespace>/<node's points topic>, absolute.
-    assert outputs["points"] == "points"
-    assert source["topic"] == f"/{arguments['namespace']}/{outputs['points']}" == "/camera/points"
+    # <launch namespace>/<node's obstacle cloud topic>, absolute: the cloud without the floor.
+    assert outputs["obstacles"] == "obstacles/points"
+    assert (
+        source["topic"]
+        == f"/{arguments['namespace']}/{outputs['obstacles']}"
+        == "/camera/obstacles/points"
+    )
+    # ...which the node publishes only with classes to exclude: the launch's params file has
+    # them, and they are classes of the default model's checkpoint.
+    assert "nav2_mono_depth.yaml" in ast.unparse(arguments["mono_depth_params"])
+    nav = load_config(ROOT / "config" / "nav2_mono_depth.yaml")
+    assert nav.obstacle_exclude_classes == ("floor", "ceiling")
+    assert arguments["model"] == "lightweight"
+    bundled = json.loads((ROOT / "depth_perception" / "weights" / "lightweight.json").read_text())
+    exclusion_ids(nav.obstacle_exclude_classes, bundled["class_names"])  # raises if unknown
+    text = COSTMAP_FILE.read_text()
+    assert "Why obstacles/points and not points" in text
 
 
 def test_frames_agree_between_camera_launch_and_costmap():

@@ -168,7 +168,7 @@ def test_outputs_on_demand_off_computes_every_output(ros, tmp_path) -> None:
     process = start_mono_depth(ros, NAMESPACE, tmp_path, outputs_on_demand=False)
     probe = Probe()
     try:
-        forced = probe.settled("depth,depth_info,points,mask,color")
+        forced = probe.settled("depth,depth_info,points,mask,color,scan")
         assert int(forced["processed_in_period"]) > 0 and int(forced["frames_idle"]) == 0
         assert float(forced["stage_points_ms"]) > 0 and float(forced["stage_colorize_ms"]) > 0
     finally:

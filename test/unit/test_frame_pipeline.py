@@ -125,6 +125,7 @@ def test_outputs_are_composed_from_one_prediction_with_timings():
         "postprocess",
         "points",
         "colorize",
+        "scan",
     }
 
 

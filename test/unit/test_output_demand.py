@@ -35,17 +35,20 @@ def test_demand_follows_subscribers_and_switches() -> None:
     assert not both.needs_labels(CONFIG.replace(points_label=False))
     assert OutputDemand.from_subscribers(CONFIG, _counts("color")).needs_labels(CONFIG)
     # A switch that is off wins over a subscriber.
-    off = CONFIG.replace(publish_points=False, publish_segmentation=False)
+    off = CONFIG.replace(publish_points=False, publish_segmentation=False, publish_scan=False)
     assert OutputDemand.from_subscribers(off, _counts(*OUTPUT_NAMES)).active() == [
         "depth",
         "depth_info",
     ]
     # outputs_on_demand false forces every switched-on output, subscribed or not.
     forced = CONFIG.replace(outputs_on_demand=False)
-    assert OutputDemand.from_subscribers(forced, _counts()).active() == list(OUTPUT_NAMES)
+    # (no obstacle cloud without obstacle_exclude_classes)
+    assert OutputDemand.from_subscribers(forced, _counts()).active() == [
+        name for name in OUTPUT_NAMES if name != "obstacles"
+    ]
     assert OutputDemand.everything(off).active() == ["depth", "depth_info"]
     with pytest.raises(ValueError, match="unknown outputs"):
-        OutputDemand(frozenset({"depth", "scan"}))
+        OutputDemand(frozenset({"depth", "laser"}))
 
 
 def _frame(camera: str = ""):

@@ -10,6 +10,9 @@ the slots are spread evenly along the scene's closed camera path. Sky (+inf dept
 view) or ``randomized`` (built for transfer to real cameras: randomised spaces, materials,
 lights and cameras with the field of view drawn per scene, see
 ``depth_perception.synthetic.randomized``). In YAML: ``data.options.domain: randomized``.
+With ``default_fraction`` > 0 a randomised data set takes that share of its scenes (a fixed,
+seed-independent choice per scene index) from the default world instead, at ``hfov_deg``: a
+mixture that keeps the default rooms' statistics in view while learning the randomised ones.
 
 Frames are rendered on the fly (deterministic in seed, scene, frame and camera settings) or,
 with ``cache_dir``, rendered once and stored as one ``.npz`` per frame (written atomically,
@@ -19,6 +22,7 @@ once so that training is not bound by the renderer).
 
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -31,6 +35,7 @@ from depth_perception.camera import CameraIntrinsics
 from training.data.base import CorruptSampleError, SampleDataset, Transform
 from training.data.sample import Sample, relative_pose
 
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 SPLIT_SCENES: dict[str, tuple[int, int]] = {
     "train": (0, 8000),
     "val": (8000, 9000),
@@ -53,9 +58,12 @@ class SyntheticDataset(SampleDataset):
             randomised domain draws it per scene, and ``K`` follows).
         transform: applied to every sample.
         domain: ``"default"`` or ``"randomized"``.
+        default_fraction: ``randomized`` only: share of the scenes, in [0, 1), rendered from
+            the default world instead (see :meth:`scene_domain`).
 
     Raises:
-        ValueError: unknown family, split or domain, or non-positive sizes / counts.
+        ValueError: unknown family, split or domain, non-positive sizes / counts, or a
+            ``default_fraction`` outside [0, 1) or given for the default domain.
     """
 
     name = "synthetic"
@@ -73,6 +81,7 @@ class SyntheticDataset(SampleDataset):
         hfov_deg: float = 70.0,
         transform: Transform | None = None,
         domain: str = "default",
+        default_fraction: float = 0.0,
     ) -> None:
         super().__init__(transform)
         from depth_perception.synthetic.classes import classes_for
@@ -87,6 +96,11 @@ class SyntheticDataset(SampleDataset):
                 f"need frames_per_scene >= 1 and a size of at least 8x8, got {frames_per_scene}, "
                 f"{width}x{height}"
             )
+        if not 0.0 <= default_fraction < 1.0 or (default_fraction and domain == "default"):
+            raise ValueError(
+                f"default_fraction must be in [0, 1) and only set for the randomized domain, "
+                f"got {default_fraction!r} with domain {domain!r}"
+            )
         start, stop = SPLIT_SCENES[split]
         if num_scenes is not None:
             if not 1 <= num_scenes <= stop - start:
@@ -94,6 +108,7 @@ class SyntheticDataset(SampleDataset):
             stop = start + int(num_scenes)
         self.family = family
         self.domain = domain
+        self.default_fraction = float(default_fraction)
         self.split = split
         self.width, self.height = int(width), int(height)
         self.frames_per_scene = int(frames_per_scene)
@@ -117,9 +132,21 @@ class SyntheticDataset(SampleDataset):
         """(scene index, frame slot) of sample ``index``."""
         return self.scene_range[0] + index // self.frames_per_scene, index % self.frames_per_scene
 
+    def scene_domain(self, scene: int) -> str:
+        """The world ``scene`` is rendered from: ``self.domain``, or ``default`` for the share
+        ``default_fraction`` of a randomised set's scenes.
+
+        The choice is a low-discrepancy sequence of the scene index (golden-ratio fractional
+        parts), so any run of consecutive scenes holds very nearly that share.
+        """
+        if self.default_fraction and (scene * _GOLDEN) % 1.0 < self.default_fraction:
+            return "default"
+        return self.domain
+
     def path_of(self, index: int) -> str:
         scene, slot = self.scene_and_slot(index)
-        domain = "" if self.domain == "default" else f"{self.domain}/"
+        domain = self.scene_domain(scene)
+        domain = "" if domain == "default" else f"{domain}/"
         return (
             str(self._cache_path(scene, slot, 0))
             if self.cache_dir
@@ -134,7 +161,13 @@ class SyntheticDataset(SampleDataset):
             self._worlds.move_to_end(scene)
             return self._worlds[scene]
         world = make_world(
-            self.family, self.width, self.height, self.seed, self.hfov_deg, scene, self.domain
+            self.family,
+            self.width,
+            self.height,
+            self.seed,
+            self.hfov_deg,
+            scene,
+            self.scene_domain(scene),
         )
         self._worlds[scene] = world
         while len(self._worlds) > self.max_worlds:
@@ -147,10 +180,11 @@ class SyntheticDataset(SampleDataset):
 
     def _cache_path(self, scene: int, slot: int, offset: int) -> Path:
         root = self.cache_dir if self.cache_dir is not None else Path(".")
-        if self.domain == "default":
+        domain = self.scene_domain(scene)
+        if domain == "default":
             tag = f"{self.family}_{self.width}x{self.height}_h{self.hfov_deg:g}_s{self.seed}"
         else:  # the field of view is drawn per scene
-            tag = f"{self.domain}_{self.family}_{self.width}x{self.height}_s{self.seed}"
+            tag = f"{domain}_{self.family}_{self.width}x{self.height}_s{self.seed}"
         return root / tag / f"{scene:05d}" / f"f{slot:04d}_o{offset:+d}.npz"
 
     def frame(self, scene: int, slot: int, offset: int = 0) -> dict[str, np.ndarray]:

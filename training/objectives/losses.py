@@ -175,10 +175,11 @@ class LossTerms:
     depth: list[float] = field(default_factory=list)
     seg: list[float] = field(default_factory=list)
     berhu_c: list[float] = field(default_factory=list)
+    extra: dict[str, float] = field(default_factory=dict)
 
     def scalars(self) -> dict[str, float]:
         """Flat ``name -> value`` dict for TensorBoard and progress bars."""
-        out = {"loss": float(self.total.detach())}
+        out = {"loss": float(self.total.detach()), **self.extra}
         for i, v in enumerate(self.depth):
             out[f"loss_depth/s{i}"] = v
         for i, v in enumerate(self.seg):
@@ -312,6 +313,51 @@ class MultiScaleDepthSegLoss:
                 total = total + seg_scales[i].sum() * 0.0
         terms.total = total
         return terms
+
+
+def log_gradient_matching(
+    g_pred: torch.Tensor,
+    depth: torch.Tensor,
+    valid: torch.Tensor,
+    loss: MultiScaleDepthSegLoss,
+    scales: int = 4,
+) -> torch.Tensor:
+    """Multi-scale gradient matching of the log-depth residual (MiDaS's L_reg, in log depth).
+
+    With ``r = log pred - log gt`` on the valid pixels, the mean of ``|grad_x r| + |grad_y r|``
+    over pixel pairs that are both valid, summed over ``scales`` resolutions (the prediction's,
+    then 2x subsampled each time). A constant ``r`` (a wrong overall scale) costs nothing, a
+    wrong step between two surfaces costs its size in log depth.
+
+    Args:
+        g_pred: ``(B, 1, h, w)`` G-space prediction (the model's raw finest ``g_scales``).
+        depth: Ground-truth depth in metres at full resolution, ``(B, [1,] H, W)``.
+        valid: Its validity mask, same shape.
+        loss: Supplies G's depth range and the ground-truth downsampling of ``multiscale``.
+        scales: Resolutions summed over.
+
+    Returns:
+        A scalar (0 attached to the graph where no pair is valid).
+    """
+    size = (int(g_pred.shape[-2]), int(g_pred.shape[-1]))
+    gt, gt_valid = downsample_depth(depth, valid, size, loss.depth_downsample)
+    per_g = (math.log(loss.max_depth) - math.log(loss.min_depth)) / loss.max_depth
+    residual = (g_pred - loss.g(gt.clamp_min(1e-6))) * per_g
+    residual = torch.where(gt_valid, residual, torch.zeros_like(residual))
+    total = g_pred.new_zeros(()) + g_pred.sum() * 0.0
+    r, m = residual, gt_valid
+    for level in range(scales):
+        if level:
+            r, m = r[..., ::2, ::2], m[..., ::2, ::2]
+        mx = m[..., :, 1:] & m[..., :, :-1]
+        my = m[..., 1:, :] & m[..., :-1, :]
+        count = mx.sum() + my.sum()
+        if count == 0:
+            continue
+        gx = (r[..., :, 1:] - r[..., :, :-1]).abs()[mx].sum()
+        gy = (r[..., 1:, :] - r[..., :-1, :]).abs()[my].sum()
+        total = total + (gx + gy) / count
+    return total
 
 
 # ---------------------------------------------------------------------------------------------

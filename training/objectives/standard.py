@@ -2,7 +2,15 @@
 
 ``multiscale``: paper d's multi-scale log-space BerHu + cross-entropy over the model's output
 scales (``training.objectives.losses.MultiScaleDepthSegLoss``); ``multitask``: paper e's
-``seg_lambda * CE + (1 - seg_lambda) * L_depth`` (``training.objectives.losses.MultitaskLoss``).
+``seg_lambda * CE + (1 - seg_lambda) * L_depth`` (``training.objectives.losses.MultitaskLoss``);
+``multiscale_gradient``: ``multiscale`` plus a multi-scale gradient-matching term on the
+log-depth residual of the finest output (``training.objectives.losses.log_gradient_matching``),
+which does not care about the overall scale and rewards getting the ordering and the edges of
+a scene right where its metric scale is ambiguous (real photographs).
+
+A model with a ``canonical_focal_px`` (see ``depth_perception.models.lightweight``) is trained
+on the depth its canonical camera would see: every target is multiplied by
+``canonical_focal_px / fx`` of its own camera (``data["K"]``, network-input pixels).
 """
 
 from __future__ import annotations
@@ -13,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from training.objectives import register_objective, unwrap
-from training.objectives.losses import LossTerms, MultiScaleDepthSegLoss, MultitaskLoss
+from training.objectives.losses import (
+    LossTerms,
+    MultiScaleDepthSegLoss,
+    MultitaskLoss,
+    log_gradient_matching,
+)
 
 if TYPE_CHECKING:
     from training.config import ExperimentConfig
@@ -33,7 +46,48 @@ class SupervisedObjective:
 
     def __call__(self, model: nn.Module, data: dict[str, Any]) -> tuple[dict, LossTerms]:
         outputs = model(data["image"])
-        return outputs, self.loss(outputs, data["depth"], data["valid"], data.get("labels"))
+        depth = canonical_targets(model, data)
+        return outputs, self.loss(outputs, depth, data["valid"], data.get("labels"))
+
+
+def canonical_targets(model: nn.Module, data: dict[str, Any]) -> Any:
+    """``data["depth"]``, or for a model with ``canonical_focal_px`` the depth its canonical
+    camera would see (``depth * canonical_focal_px / fx`` per image; invalid pixels stay 0).
+
+    Raises:
+        ValueError: the model has a canonical focal length but the batch carries no ``K``.
+    """
+    focal = getattr(unwrap(model), "canonical_focal_px", None)
+    depth = data["depth"]
+    if focal is None:
+        return depth
+    if "K" not in data:
+        raise ValueError("a model with canonical_focal_px needs the batch's intrinsics 'K'")
+    fx = data["K"][:, 0, 0].to(depth.device, depth.dtype)
+    shape = (-1,) + (1,) * (depth.dim() - 1)
+    return depth * (float(focal) / fx).view(shape)
+
+
+class GradientMatchingObjective(SupervisedObjective):
+    """``multiscale`` + ``grad_weight`` x gradient matching of the finest log-depth residual."""
+
+    def __init__(self, loss: MultiScaleDepthSegLoss, grad_weight: float, grad_scales: int) -> None:
+        super().__init__(loss)
+        self.multiscale = loss
+        self.grad_weight = float(grad_weight)
+        self.grad_scales = int(grad_scales)
+
+    def __call__(self, model: nn.Module, data: dict[str, Any]) -> tuple[dict, LossTerms]:
+        outputs = model(data["image"])
+        depth = canonical_targets(model, data)
+        terms = self.multiscale(outputs, depth, data["valid"], data.get("labels"))
+        g_pred = self.multiscale.scales(outputs)[0][-1]
+        grad = log_gradient_matching(
+            g_pred, depth, data["valid"], self.multiscale, scales=self.grad_scales
+        )
+        terms.total = terms.total + self.grad_weight * grad
+        terms.extra["loss_grad"] = float(grad.detach())
+        return outputs, terms
 
 
 def _no_args(cfg: ExperimentConfig) -> None:
@@ -78,3 +132,22 @@ def build_multitask(cfg: ExperimentConfig, model: nn.Module) -> SupervisedObject
     return SupervisedObjective(
         MultitaskLoss(seg_lambda=cfg.loss.seg_lambda, ignore_index=cfg.loss.ignore_index)
     )
+
+
+@register_objective("multiscale_gradient")
+def build_multiscale_gradient(cfg: ExperimentConfig, model: nn.Module) -> SupervisedObjective:
+    """``loss.name: multiscale_gradient``; ``loss.args``: ``grad_weight`` (default 0.5) and
+    ``grad_scales`` (default 4: the finest output and three 2x subsamplings)."""
+    args = dict(cfg.loss.args)
+    unknown = sorted(set(args) - {"grad_weight", "grad_scales"})
+    if unknown:
+        raise ValueError(
+            f"loss multiscale_gradient takes loss.args grad_weight and grad_scales, got {unknown}"
+        )
+    weight = float(args.get("grad_weight", 0.5))
+    scales = args.get("grad_scales", 4)
+    if not weight >= 0 or isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
+        raise ValueError(
+            f"need loss.args.grad_weight >= 0 and grad_scales an int >= 1, got {weight}, {scales}"
+        )
+    return GradientMatchingObjective(multiscale_loss(cfg, model), weight, scales)

@@ -15,7 +15,8 @@ A model beats the layout of the scene only where it beats the row prior.
 Per image the network input is the image resized to the checkpoint's input size with the node's
 preprocessing (``depth_perception.predictor.Preprocessor``), and the network's depth is resized
 back bilinearly (as the node's postprocessing does) without the node's range masking, so every
-pixel is scored. Figures are means over the images.
+pixel is scored; a model with a canonical focal length is scaled to the scene's real focal
+length (its calibration), as the node does with its camera's. Figures are means over the images.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from depth_perception.camera import CameraIntrinsics, focal_scale
 from depth_perception.checkpoint import CheckpointMeta
 from depth_perception.metrics import DEFAULT_DEPTH_CAP, ZERO_SHOT_KEYS, zero_shot_metrics
 from depth_perception.predictor import Preprocessor
@@ -40,7 +42,8 @@ from depth_perception.predictor import Preprocessor
 # The data sets scored with this protocol by ``depth-perception eval``.
 ZERO_SHOT_DATASETS: tuple[str, ...] = ("middlebury", "middlebury_skimage")
 
-DepthFn = Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 RGB -> HxW depth (float, > 0)
+# (HxWx3 uint8 RGB, its camera) -> HxW depth (float, > 0)
+DepthFn = Callable[[np.ndarray, CameraIntrinsics], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Entry:
 
     Attributes:
         name: Row label.
-        predict: RGB image -> depth at the image's size.
+        predict: (RGB image, its intrinsics) -> depth at the image's size.
         metric: Score the depth as metres too.
         median: Score it median-scaled too.
     """
@@ -60,14 +63,14 @@ class Entry:
     median: bool = True
 
 
-def row_prior(image: np.ndarray) -> np.ndarray:
+def row_prior(image: np.ndarray, intrinsics: CameraIntrinsics | None = None) -> np.ndarray:
     """The "lower rows are nearer" prior: depth whose inverse is ``(row + 1) / height``."""
     height, width = image.shape[:2]
     inverse = (np.arange(height, dtype=np.float64) + 1.0) / height
     return np.repeat(1.0 / inverse[:, None], width, axis=1)
 
 
-def constant_depth(image: np.ndarray) -> np.ndarray:
+def constant_depth(image: np.ndarray, intrinsics: CameraIntrinsics | None = None) -> np.ndarray:
     """One depth (1 m; only ratios matter to the figures it is scored with) everywhere."""
     return np.ones(image.shape[:2], dtype=np.float64)
 
@@ -88,11 +91,15 @@ def model_entry(
         meta.input_width, meta.input_height, tuple(meta.mean), tuple(meta.std)
     )
 
+    canonical = getattr(model, "canonical_focal_px", None)
+
     @torch.no_grad()
-    def predict(image: np.ndarray) -> np.ndarray:
+    def predict(image: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
         batch = torch.from_numpy(preprocess(image)).to(device)
         network = model(batch)["depth"][0, 0].float().cpu().numpy()
         height, width = image.shape[:2]
+        # the real camera's focal length, as the node's predictor does (camera.focal_scale)
+        network *= np.float32(focal_scale(intrinsics.fx * meta.input_width / width, canonical))
         depth = cv2.resize(network, (width, height), interpolation=cv2.INTER_LINEAR)
         return depth.astype(np.float64)
 
@@ -118,7 +125,7 @@ def run_benchmark(
         sample = dataset[index]
         record: dict[str, Any] = {"scene": sample.meta.get("scene", str(index))}
         for entry in entries:
-            depth = entry.predict(sample.image)
+            depth = entry.predict(sample.image, sample.intrinsics)
             record[entry.name] = zero_shot_metrics(
                 depth,
                 sample.depth,
