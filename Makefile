@@ -30,8 +30,10 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The tiers are the markers of test/conftest.py: `slow` (large models, training runs) and
-# `integration` (ROS 2 node processes).
+# The tiers are the markers of test/conftest.py: `integration` (test/integration/: ROS 2 node
+# processes, end-to-end tools, packaging) and `slow` by rule (models other than the smallest,
+# large model families, other processes, ONNX exports, KNOWN_SLOW). What is left of test/unit/
+# and test/contract/ is the fast tier: ~45 s of CPU time.
 check: $(STAMP) lint
 	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 

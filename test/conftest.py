@@ -3,6 +3,7 @@
 import os
 import random
 import tempfile
+from pathlib import Path
 
 # Set before anything imports rclpy, so every node of the test run (and every child process,
 # which inherits the environment) uses them.
@@ -15,16 +16,33 @@ os.environ["DEPTH_PERCEPTION_CACHE"] = os.path.join(_TMP, "cache")
 
 # ---------------------------------------------------------------------------------------------
 # Test tiers. `make check` runs `-m "not slow and not integration"` (under a minute on 2 cores);
-# `make test` and CI run everything. `integration` tests start ROS 2 node processes; `slow` ones
-# are marked by the rules below (model size) or named in KNOWN_SLOW / SLOW_FIXTURES.
+# `make test` and CI run everything. `integration`: every test in test/integration/ (real
+# nodes in separate processes, end-to-end tools, packaging, launch files) and any test with a
+# `ros` fixture (ROS 2 node processes). `slow` ones are marked by the rules below, in this
+# order, each with its reason as the marker's `reason`:
+#   1. a test parametrised over registered models runs in the fast tier for the smallest one
+#      only (every edit still runs the model contract once, `make test` runs all models);
+#   2. every test of a module named after a model family (test_<prefix>.py) whose registered
+#      models all have more than SLOW_MODEL_PARAMETERS parameters, like timm's CI size cap;
+#   3. code (the test's, its fixtures', the module helpers' it calls) that names such a large
+#      model, starts a process or exports ONNX (SLOW_CODE); one ONNX export stays fast: the
+#      contract's, of the smallest model (rule 1 keeps it);
+#   4. fixtures whose set-up is slow (SLOW_FIXTURES) and tests named in KNOWN_SLOW.
 
-# Like timm's CI, which skips models above a size: a test parametrised over a registered model
-# with more parameters than this runs in the slow tier only, and so does every test of a module
-# named after a model family (test_<prefix>.py) whose registered models are all that large.
 SLOW_MODEL_PARAMETERS = 5_000_000
 
-# Tests slow for another reason than a large model: file name -> test name -> why. Names,
-# not marks in the files, so that the tiers can be read (and changed) in one place.
+# Patterns of slow work in a test's code (the reason -> a regular expression).
+SLOW_CODE: dict[str, str] = {
+    # a Python start-up imports torch (seconds) before it does anything
+    "starts a process": r"\bsubprocess\b|\bsys\.executable\b|\bmultiprocessing\b|\btorchrun\b",
+    # tracing a model and checking the graph in ONNX Runtime: seconds per export
+    "exports ONNX": (
+        r"\b(export_onnx|export_to_onnx_from_checkpoint|export_to_cache|bundle_onnx)\("
+    ),
+}
+
+# Tests slow for another reason: file name -> test name -> why. Names, not marks in the files,
+# so that the tiers can be read (and changed) in one place.
 KNOWN_SLOW: dict[str, dict[str, str]] = {
     "test_trainer.py": {
         "test_ddp_two_cpu_processes_under_torchrun": "2 training processes",
@@ -36,16 +54,10 @@ KNOWN_SLOW: dict[str, dict[str, str]] = {
         "test_forward_full_resolution_positive_depth_and_log_depth_in_training": "116.7 M",
         "test_parameter_count_matches_the_reference_code": "builds 116.7 M parameters",
     },
-    # ONNX export traces the model (seconds each); the fast tier keeps one export through the
-    # node's loader (test_predictor_backends.py::test_load_pipeline_end_to_end_on_cpu).
-    "test_model_contract.py": {"test_onnx_export_parity": "ONNX export of every model"},
     "test_lightweight.py": {
-        "test_onnx_parity_with_non_trivial_heads": "ONNX export",
         "test_paper_scales_at_1056x320": "the paper's full resolution",
         "test_detached_decoders_reuse_l_weights": "builds and runs four models",
     },
-    "test_checkpoint.py": {"test_export_from_checkpoint_carries_metadata": "ONNX export"},
-    "test_predictor_backends.py": {"test_onnxruntime_matches_torch": "ONNX export"},
     "test_sfm_losses.py": {
         "test_sfm_checkpoint_terms": "SfM objective over held-out sequences",
         "test_gradient_stage_follows_the_checkpoint": "SfM objective over held-out sequences",
@@ -64,6 +76,9 @@ SLOW_FIXTURES: dict[str, str] = {
     "onnx_path": "ONNX export",
     "ort_pipeline": "ONNX export",
 }
+
+_TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+INTEGRATION_DIR = Path(_TEST_DIR) / "integration"
 
 
 def _model_parameter_counts() -> dict[str, int]:
@@ -84,16 +99,17 @@ def _model_parameter_counts() -> dict[str, int]:
     return counts
 
 
-def _large_models(item, counts: dict[str, int]) -> list[str]:
-    """Registered models above the threshold among ``item``'s parameter values."""
+def _models_of(item, counts: dict[str, int]) -> list[str]:
+    """Registered model names among ``item``'s parameter values."""
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return []
-    return [
-        value
-        for value in callspec.params.values()
-        if isinstance(value, str) and counts.get(value, 0) > SLOW_MODEL_PARAMETERS
-    ]
+    return [v for v in callspec.params.values() if isinstance(v, str) and v in counts]
+
+
+def _large_models(item, counts: dict[str, int]) -> list[str]:
+    """Registered models above the threshold among ``item``'s parameter values."""
+    return [m for m in _models_of(item, counts) if counts[m] > SLOW_MODEL_PARAMETERS]
 
 
 def _large_families(counts: dict[str, int]) -> set[str]:
@@ -106,11 +122,117 @@ def _large_families(counts: dict[str, int]) -> set[str]:
     }
 
 
+def _is_test_code(obj) -> bool:
+    """A function or class defined in a file under test/ (not pytest's, not the project's)."""
+    import inspect
+
+    if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+        return False
+    try:
+        return os.path.abspath(inspect.getsourcefile(obj) or "").startswith(_TEST_DIR + os.sep)
+    except TypeError:
+        return False
+
+
+def _code_of(roots: list, _cache: dict = {}) -> tuple[str, set[str]]:  # noqa: B006 (a cache)
+    """The source of ``roots`` and of the test code they name (helpers, classes), and the
+    strings they pass to calls (``build_model("msm")``) or take from module constants
+    (``RECIPE``): what the SLOW_CODE patterns and the large model names are looked for in."""
+    import ast
+    import inspect
+    import textwrap
+
+    sources, strings, seen, todo = [], set(), set(), list(roots)
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or not _is_test_code(obj):
+            continue
+        seen.add(id(obj))
+        if id(obj) not in _cache:
+            try:
+                source = textwrap.dedent(inspect.getsource(obj))
+            except (OSError, TypeError):
+                source = ""
+            tree = ast.parse(source)
+            names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+            args = [
+                a
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Call)
+                for a in [*n.args, *(k.value for k in n.keywords)]
+            ]
+            passed = {a.value for a in args if isinstance(a, ast.Constant)}
+            # a recipe path names its model wherever it is written (REPO / "training/...")
+            texts = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)]
+            passed |= {s for s in texts if isinstance(s, str) and "configs/" in s}
+            _cache[id(obj)] = (source, names, passed)
+        source, names, passed = _cache[id(obj)]
+        sources.append(source)
+        strings |= {s for s in passed if isinstance(s, str)}
+        scope = getattr(obj, "__globals__", None) or vars(inspect.getmodule(obj))
+        for name in names:
+            value = scope.get(name)
+            if isinstance(value, str):
+                strings.add(value)  # a module constant, used in a call or in a list for one
+            elif value is not None:
+                todo.append(value)
+    return "\n".join(sources), strings
+
+
+def _names_a_large_model(strings: set[str], large: list[str]) -> list[str]:
+    """Large models named by ``strings``: the name itself or its recipe (configs/<name>_*)."""
+    import re
+
+    return sorted(
+        name
+        for name in large
+        if any(s == name or re.search(rf"configs/{name}_\w*\.yaml$", s) for s in strings)
+    )
+
+
+def _fixture_functions(item) -> list:
+    """The functions of the fixtures ``item`` uses (directly or through other fixtures)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    return [d.func for defs in info.name2fixturedefs.values() for d in defs]
+
+
+def slow_reasons(item, counts: dict[str, int], large_families: set[str]) -> list[str]:
+    """Why ``item`` belongs to the slow tier (empty: it is fast), by the rules above."""
+    import re
+
+    reasons = []
+    models = _models_of(item, counts)
+    smallest = min(counts, key=counts.get)
+    if any(m != smallest for m in models):
+        reasons.append(f"a model other than the smallest ({smallest})")
+    if item.path.name in large_families:
+        reasons.append(f"a family of models over {SLOW_MODEL_PARAMETERS:,} parameters")
+    function = getattr(item, "function", None)
+    if function is not None:
+        text, strings = _code_of([function, *_fixture_functions(item)])
+        for reason, pattern in SLOW_CODE.items():
+            if reason == "exports ONNX" and models == [smallest]:
+                continue  # the contract's one export of the smallest model stays fast
+            if re.search(pattern, text):
+                reasons.append(reason)
+        large = [n for n, c in counts.items() if c > SLOW_MODEL_PARAMETERS]
+        named = _names_a_large_model(strings, large)
+        if named:
+            reasons.append(f"builds a large model ({', '.join(sorted(named))})")
+    reasons += [SLOW_FIXTURES[f] for f in item.fixturenames if f in SLOW_FIXTURES]
+    known = KNOWN_SLOW.get(item.path.name, {}).get(getattr(item, "originalname", item.name))
+    if known:
+        reasons.append(known)
+    return reasons
+
+
 def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers",
-        f"slow: minutes on 2 CPU cores (models over {SLOW_MODEL_PARAMETERS:,} parameters, "
-        "training runs in subprocesses, builds); left out of `make check`",
+        "slow(reason): minutes on 2 CPU cores all together (large models, other processes, "
+        "ONNX exports, training runs); left out of `make check`, rules in test/conftest.py",
     )
 
 
@@ -120,10 +242,11 @@ def pytest_collection_modifyitems(config, items) -> None:
     counts = _model_parameter_counts()
     large_families = _large_families(counts)
     for item in items:
-        if "ros" in item.fixturenames and item.get_closest_marker("integration") is None:
-            item.add_marker(pytest.mark.integration)  # a `ros` fixture: real node processes
-        if item.path.name in large_families or _large_models(item, counts):
-            item.add_marker(pytest.mark.slow)
-        named = getattr(item, "originalname", item.name) in KNOWN_SLOW.get(item.path.name, {})
-        if named or any(f in SLOW_FIXTURES for f in item.fixturenames):
-            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("integration") is None and (
+            "ros" in item.fixturenames  # real node processes
+            or INTEGRATION_DIR in item.path.parents  # end to end: tools, packaging, launch
+        ):
+            item.add_marker(pytest.mark.integration)
+        reasons = slow_reasons(item, counts, large_families)
+        if reasons:
+            item.add_marker(pytest.mark.slow(reason="; ".join(reasons)))

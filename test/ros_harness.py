@@ -1,7 +1,8 @@
 """Shared helpers of the ROS 2 integration tests: a probe node, node processes, test frames.
 
-Imported by test_integration_nodes.py and the test_reliability_*.py files (pytest puts test/
-on ``sys.path``); each test module wraps ``ros_session`` in its own ``ros`` fixture.
+Imported by integration/test_integration_nodes.py and the test_reliability_*.py files (pytest
+puts test/, the directory of conftest.py, on ``sys.path``); each test module wraps
+``ros_session`` in its own ``ros`` fixture.
 """
 
 from __future__ import annotations

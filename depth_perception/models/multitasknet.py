@@ -13,8 +13,8 @@ Follows the paper and its public code (github imvinod/MultitaskNet, built on Fus
   stage 1 128->64 then a plain 3x3 score conv 64->C. Outputs are at full input resolution.
 
 With 37 classes this is 116,675,558 parameters; the public code (38 classes incl. void) has
-116,676,135 (see ``test/test_multitasknet.py``). SUN RGB-D's void maps to the ignore label 255
-in this framework, so the default is 37 classes.
+116,676,135 (see ``test/contract/test_multitasknet.py``). SUN RGB-D's void maps to the ignore
+label 255 in this framework, so the default is 37 classes.
 
 Depth: the depth decoder predicts log-depth; ``depth = exp(log_depth)``, positive by
 construction. The head's bias starts at ``log sqrt(min_depth * max_depth)`` (the geometric

@@ -3,7 +3,7 @@
 The ROS node's ``model`` parameter, the training CLI and the exporter all resolve names here, so a
 model added with :func:`register_model` is usable everywhere without touching another file.
 
-Forward contract (checked for every registered model by ``test/test_model_contract.py``):
+Forward contract (checked for every registered model by ``test/contract/test_model_contract.py``):
 
 * input: float tensor ``(B, 3, H, W)``, normalised with the model's mean/std; ``H`` and ``W``
   multiples of ``model.input_multiple`` (or exactly ``model.fixed_input_size`` when set);

@@ -2,7 +2,7 @@
 
 The real data sets cannot be downloaded in CI; these writers produce the same file names,
 dtypes, axis orders and text formats, filled with known patterns, and return what they wrote
-so tests can compare loaded samples with it. Used by ``test/test_datasets.py`` and available
+so tests can compare loaded samples with it. Used by ``test/unit/test_datasets.py`` and available
 to other smoke tests (e.g. the trainer's).
 """
 

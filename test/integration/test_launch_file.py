@@ -3,7 +3,7 @@
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LAUNCH = REPO / "launch" / "mono_depth.launch.py"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXECUTABLES = ("mono_depth_node", "camera_source_node", "depth-perception")
 SHARE_FILES = (
     "package.xml",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("depth_perception", "training")
 # The console script dispatches to the training tools; nothing else in the core may.
 CORE_MODULES_ALLOWED_TO_IMPORT_TRAINING = {"depth_perception.cli"}

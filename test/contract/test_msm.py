@@ -2,7 +2,7 @@
 
 Contract-style checks run on small instances (``SMALL`` arguments) so that the file stays
 quick; the paper-size parameter counts are taken on the meta device (no memory, no init).
-``python test/test_msm.py`` prints training step times (not part of the test run).
+``python test/contract/test_msm.py`` prints training step times (not part of the test run).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from training.trainer import build_optimizer, freeze_parameters
 
 torch.set_num_threads(2)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMALL = {"fc_input_size": (32, 32), "fc_dim": 32, "min_depth": 0.5, "max_depth": 10.0}
 NAMES = ("msm", "msm_gradient")
 

@@ -294,7 +294,7 @@ def test_deterministic_across_processes():
         f"    f = RandomizedWorld(fam, {W}, {H}, seed=2, scene_index=5).render(9)\n"
         "    print(hashlib.sha256(f.rgb.tobytes() + f.depth.tobytes()).hexdigest())\n"
     )
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.split()

@@ -14,7 +14,7 @@ from training.config import load_config
 from training.data import fixtures as fx
 from training.data import make_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "training" / "configs" / "lightweight_rosbag.yaml"
 
 

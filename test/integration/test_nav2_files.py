@@ -17,7 +17,7 @@ from depth_perception.config import load_config
 from depth_perception.obstacles import exclusion_ids
 from depth_perception.pointcloud import FLOAT32, UINT32, OrganizedCloudBuilder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COSTMAP_FILE = ROOT / "config" / "nav2_costmap.yaml"
 LAUNCH_FILE = ROOT / "launch" / "nav2_depth.launch.py"
 NODE_FILE = ROOT / "depth_perception" / "nodes" / "mono_depth_node.py"

@@ -34,7 +34,7 @@ from depth_perception.synthetic.scene import (
     pose_from_ypr,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 W, H = 160, 120
 
 CITYSCAPES_TRAIN_IDS = (

@@ -6,7 +6,7 @@ import pytest
 
 from depth_perception.config import PARAMETERS, PerceptionConfig, load_config, validate_value
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_are_valid_and_match_the_specs():

@@ -28,7 +28,7 @@ from training.tools.teacher import DepthCorrectionLUT
 from training.trainer import STATE_FILE, ResumableSampler, train
 from training.trainer.state import load_train_state
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = {
     "name": "tiny",
