@@ -240,7 +240,8 @@ def run_variant(
     monitor = _Monitor(node)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+    spinner = threading.Thread(target=_spin_until, args=(executor, stop), daemon=True)
     spinner.start()
     results: dict[str, ModeResult] = {}
     try:
@@ -249,11 +250,33 @@ def run_variant(
             if results[mode].error and node_process.poll() is not None:
                 break
     finally:
+        stop.set()
+        spinner.join(timeout=5.0)
         monitor.unsubscribe()
         stop_processes(processes)
         executor.shutdown()
         node.destroy_node()
     return results
+
+
+def _spin_until(executor: Any, stop: threading.Event) -> None:
+    """Spin until ``stop``; survive a subscription destroyed while it was in the wait set.
+
+    The monitor swaps its subscriptions between modes from the main thread; rclpy then raises
+    InvalidHandle in the spinning thread, which ``executor.spin`` would die of (and every later
+    mode of the run would receive nothing).
+    """
+    from rclpy._rclpy_pybind11 import InvalidHandle
+
+    while not stop.is_set():
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except InvalidHandle:
+            continue
+        except Exception:  # the context shut down under us: nothing more to receive
+            if stop.is_set():
+                return
+            raise
 
 
 def _failed(error: str) -> ModeResult:
