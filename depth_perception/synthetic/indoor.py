@@ -73,6 +73,9 @@ PLASTICS = (
 class _Room:
     """Layout state: the builder, the camera path samples, the occupied footprints."""
 
+    # Minimum distance from the camera path to a footprint (subclasses set their own).
+    clearance: float = CLEARANCE
+
     def __init__(self, rng: np.random.Generator, size: tuple[float, float, float]) -> None:
         self.rng = rng
         self.W, self.D, self.H = size
@@ -106,7 +109,7 @@ class _Room:
             return False
         if center[1] - ey < -1e-6 or center[1] + ey > self.D + 1e-6:
             return False
-        if footprint_clearance(self.path_xy, center, half, yaw) < CLEARANCE:
+        if footprint_clearance(self.path_xy, center, half, yaw) < self.clearance:
             return False
         if check_boxes:
             box = (center[0] - ex, center[0] + ex, center[1] - ey, center[1] + ey)

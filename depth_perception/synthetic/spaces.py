@@ -31,7 +31,6 @@ from depth_perception.synthetic.scene import (
     LoopPath,
     RoomBackground,
     Scene,
-    footprint_clearance,
 )
 
 MIN_DEPTH = 0.15
@@ -58,26 +57,7 @@ _GREYS = ((0.55, 0.55, 0.55), (0.7, 0.68, 0.64), (0.4, 0.42, 0.45), (0.8, 0.8, 0
 class _Space(indoor._Room):
     """Room layout state with the randomised domain's (smaller) camera clearance."""
 
-    def footprint_ok(
-        self, center: np.ndarray, half: tuple[float, float], yaw: float, check_boxes: bool = True
-    ) -> bool:
-        c, s = math.cos(yaw), math.sin(yaw)
-        hx, hy = half
-        ex = abs(c) * hx + abs(s) * hy
-        ey = abs(s) * hx + abs(c) * hy
-        if center[0] - ex < -1e-6 or center[0] + ex > self.W + 1e-6:
-            return False
-        if center[1] - ey < -1e-6 or center[1] + ey > self.D + 1e-6:
-            return False
-        if footprint_clearance(self.path_xy, center, half, yaw) < CLEARANCE + 0.02:
-            return False
-        if check_boxes:
-            box = (center[0] - ex, center[0] + ex, center[1] - ey, center[1] + ey)
-            for o in self.boxes:
-                if box[0] < o[1] - 0.02 and o[0] < box[1] - 0.02:
-                    if box[2] < o[3] - 0.02 and o[2] < box[3] - 0.02:
-                        return False
-        return True
+    clearance = CLEARANCE + 0.02
 
     def try_place(
         self, half: tuple[float, float], yaw: float, tries: int = 12
