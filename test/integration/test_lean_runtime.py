@@ -390,11 +390,16 @@ def test_node_on_onnxruntime_runs_without_torch(ros, tmp_path):
             def done(header=header) -> bool:
                 stamp = stamp_ns(header)
                 return all(
-                    (topic, stamp) in by_stamp for topic in ("depth/image", "segmentation/mask")
+                    (topic, stamp) in by_stamp
+                    for topic in ("depth/image", "depth/camera_info", "segmentation/mask")
                 )
 
             harness.publish_until(publish, done, 60, f"depth and labels of frame {index}")
-            expected = reference.predict(frame.rgb, intrinsics)
+            # The depth scales with the focal length (canonical_focal_px): compare with the
+            # intrinsics the node used, which are the fallback if the image beat its camera_info.
+            used = by_stamp[("depth/camera_info", stamp_ns(header))]
+            used_intrinsics = CameraIntrinsics.from_matrix(used.k, used.width, used.height)
+            expected = reference.predict(frame.rgb, used_intrinsics)
             depth_msg: Image = by_stamp[("depth/image", stamp_ns(header))]
             mask_msg: Image = by_stamp[("segmentation/mask", stamp_ns(header))]
             _assert_same(
