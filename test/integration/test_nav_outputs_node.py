@@ -199,7 +199,13 @@ def test_obstacle_cloud_and_scan_headers_layout_and_live_changes(ros, tmp_path):
         names = probe.wait(lambda: probe.class_names.get(ns), 30, "class names")
         # No exclusion list yet: no obstacle cloud.
         assert not probe.got(ns, "obstacles/points")
-        scan = probe.wait(lambda: _newest(probe.got(ns, "scan")), 30, "scan")
+        # Not the node's first scans: a frame may beat the first camera_info (it comes on its
+        # own topic), and then the fallback field of view gives other angles.
+        scan = probe.wait(
+            lambda: _newest(probe.got(ns, "scan")) if len(probe.got(ns, "scan")) >= 5 else None,
+            30,
+            "scan",
+        )
         assert scan.header.frame_id == "test_cam_link"
         intr = test_intrinsics()
         assert len(scan.ranges) == WIDTH
@@ -313,7 +319,9 @@ def test_compressed_input_gives_the_raw_outputs(ros, tmp_path):
             stamps = set(probe.got(raw, "depth/image"))
             for ns in (png, jpeg):
                 stamps &= set(probe.got(ns, "depth/image"))
-            return sorted(stamps)[-3:] if len(stamps) >= 3 else []
+            # The newest 3 of at least 8: the first frames of a node may beat its first
+            # camera_info, and the depth scales with the focal length it uses.
+            return sorted(stamps)[-3:] if len(stamps) >= 8 else []
 
         stamps = probe.wait(common, 180, "the same frames' depth from all three nodes")
         for stamp in stamps:

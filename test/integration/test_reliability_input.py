@@ -161,7 +161,10 @@ def test_odd_sized_image_is_served(node):
 
 
 def test_row_padding_gives_the_same_depth_as_packed_rows(node):
-    packed = node.serve(_image(2), _info(2))["depth/image"]
+    # The same K for both (depth scales with the focal length; an earlier test's camera_info
+    # may still be the latest the node has).
+    k = test_intrinsics().matrix
+    packed = node.serve(_image(2), _info(2), k=k)["depth/image"]
     rgb = test_image(2)
     padded_rows = np.zeros((HEIGHT, WIDTH * 3 + 13), np.uint8)
     padded_rows[:, : WIDTH * 3] = rgb.reshape(HEIGHT, -1)
@@ -170,7 +173,7 @@ def test_row_padding_gives_the_same_depth_as_packed_rows(node):
         header=_header(3), height=HEIGHT, width=WIDTH, encoding="rgb8", step=WIDTH * 3 + 13
     )
     padded.data = fast_bytes(padded_rows)
-    result = node.serve(padded, _info(3))["depth/image"]
+    result = node.serve(padded, _info(3), k=k)["depth/image"]
     np.testing.assert_allclose(
         image_msg_to_array(result), image_msg_to_array(packed), rtol=1e-5, equal_nan=True
     )

@@ -124,8 +124,8 @@ def test_overlay_alpha_and_depth_limits_apply_at_run_time(node):
 
 
 def test_a_refused_parameter_change_changes_nothing(node):
-    # Issue 15, bug (a): min_depth 20 m on the bundled 10 m checkpoint was refused, yet the
-    # predictor had already taken it and every depth pixel was NaN from then on.
+    # Issue 15, bug (a): min_depth 20 m on the bundled checkpoint (10 m then, 12 m now) was
+    # refused, yet the predictor had already taken it and every depth pixel was NaN from then on.
     def served_depth(topic: str = "depth/image"):
         index = node.serve(topic)
         return index, image_msg_to_array(node.output("depth/image", index))
@@ -133,7 +133,7 @@ def test_a_refused_parameter_change_changes_nothing(node):
     _, depth = served_depth()
     assert np.isfinite(depth).mean() > 0.5
     refused = node.control.set(min_depth=20.0)[0]
-    assert not refused.successful and "must be below max_depth 10.0" in refused.reason
+    assert not refused.successful and "must be below max_depth" in refused.reason
     _, depth = served_depth()
     assert np.isfinite(depth).mean() > 0.5, "a refused min_depth still changed the depth"
 
@@ -151,13 +151,13 @@ def test_a_refused_parameter_change_changes_nothing(node):
     assert node.counter("errors_postprocess") == errors
 
     # A range valid only as a whole is accepted atomically (one by one, min_depth 12 would be
-    # refused first against the checkpoint's 10 m), then taken back the same way.
+    # refused first against the checkpoint's 12 m), then taken back the same way.
     accepted = node.control.set_atomically(min_depth=12.0, max_depth=30.0)
     assert accepted.successful, accepted.reason
     _, depth = served_depth()
     finite = depth[np.isfinite(depth)]
     assert np.all((finite >= 12.0) & (finite <= 30.0))
-    assert np.isnan(depth).mean() > 0.5  # an indoor scene of a 10 m model: mostly nearer
+    assert np.isnan(depth).mean() > 0.5  # an indoor scene of a 12 m model: mostly nearer
     assert node.control.set_atomically(min_depth=0.0, max_depth=0.0).successful
     _, depth = served_depth()
     assert np.isfinite(depth).mean() > 0.5
