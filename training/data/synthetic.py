@@ -351,6 +351,9 @@ def prerender(
         "cache_dir": dataset.cache_dir,
         "hfov_deg": dataset.hfov_deg,
         "domain": dataset.domain,
+        # Without it a mixed set's default-world scenes would be rendered randomised, under
+        # paths the training set never reads.
+        "default_fraction": dataset.default_fraction,
     }
     scenes = list(range(*dataset.scene_range))
     chunks = [scenes[i::workers] for i in range(workers) if scenes[i::workers]]
@@ -385,10 +388,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hfov-deg", type=float, default=70.0)
     parser.add_argument("--offsets", type=int, nargs="+", default=[0])
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--default-fraction",
+        type=float,
+        default=0.0,
+        help="randomized only: share of scenes from the default world (data.options)",
+    )
     args = parser.parse_args(argv)
     dataset = SyntheticDataset(
         args.family, args.split, args.width, args.height, args.frames_per_scene, args.seed,
         args.cache_dir, args.num_scenes, args.hfov_deg, domain=args.domain,
+        default_fraction=args.default_fraction,
     )  # fmt: skip
     res = prerender(dataset, args.workers, args.offsets)
     print(
