@@ -130,6 +130,7 @@ class Preprocessor:
         )
         self._batch = np.empty((1, 3, height, width), np.float32)
         self._resized = np.empty((height, width, 3), np.uint8)
+        self._boxed: np.ndarray | None = None
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """One image as a fresh (1, 3, H, W) batch (the caller may keep it)."""
@@ -157,17 +158,30 @@ class Preprocessor:
     def into(self, rgb: np.ndarray, out: np.ndarray) -> None:
         """Resize and normalise one RGB image into ``out``, a (3, H, W) float32 array."""
         if rgb.shape[:2] != (self.height, self.width):
-            shrinking = rgb.shape[0] > self.height
-            # INTER_AREA averages when shrinking (no aliasing); linear when enlarging.
-            rgb = cv2.resize(
-                rgb,
-                (self.width, self.height),
-                dst=self._resized,
-                interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
-            )
+            rgb = self._resize(rgb)
         planar = rgb.transpose(2, 0, 1)
         np.multiply(planar, self._scale, out=out, casting="unsafe")
         out -= self._offset
+
+    def _resize(self, rgb: np.ndarray) -> np.ndarray:
+        """``rgb`` at the network size: box-filtered by the integer factor, then linear.
+
+        OpenCV's INTER_AREA is a fast box filter only for an integer factor; for 640x480 ->
+        256x192 (2.5x) its general path costs ~1.9 ms against ~0.2 ms for a 2x box filter to
+        320x240 and a linear resize of the rest (< 2x, where linear sampling barely aliases).
+        """
+        src_h, src_w = rgb.shape[:2]
+        factor = min(src_w // self.width, src_h // self.height)
+        if factor >= 2:
+            shape = (src_h // factor, src_w // factor, 3)
+            if self._boxed is None or self._boxed.shape != shape:
+                self._boxed = np.empty(shape, np.uint8)
+            rgb = cv2.resize(rgb, shape[1::-1], dst=self._boxed, interpolation=cv2.INTER_AREA)
+            if rgb.shape[:2] == (self.height, self.width):
+                return rgb
+        return cv2.resize(
+            rgb, (self.width, self.height), dst=self._resized, interpolation=cv2.INTER_LINEAR
+        )
 
 
 class DepthPredictor:
@@ -409,13 +423,36 @@ class DepthPredictor:
         if logits is not None and labels:
             # Arg-max at network resolution, then nearest-neighbour: ids stay valid classes.
             scores = logits[index]
-            best = self._scratch("argmax", scores.shape[1:], np.intp)
-            np.argmax(scores, axis=0, out=best)
             coarse = self._scratch("coarse", scores.shape[1:], np.uint8)
-            np.copyto(coarse, best, casting="unsafe")
+            self._argmax_classes(scores, coarse)
             class_ids = _output(buffers, "labels", shape, np.uint8)
             _resize_into(coarse, class_ids, cv2.INTER_NEAREST)
         return depth, class_ids
+
+    def _argmax_classes(self, scores: np.ndarray, out: np.ndarray) -> None:
+        """Index of the largest of (C, H, W) ``scores`` per pixel into (H, W) uint8 ``out``.
+
+        np.argmax over the class axis of a C-contiguous array is a strided reduction (~3-4 ms
+        for 14 x 192 x 256); a running maximum over the class planes with a branch-free update
+        of the index is ~0.5 ms. Ties keep the first class, as np.argmax does.
+        """
+        classes = scores.shape[0]
+        if classes > 256 or scores.dtype != np.float32:
+            np.copyto(out, np.argmax(scores, axis=0), casting="unsafe")
+            return
+        best = self._scratch("best_score", out.shape, np.float32)
+        greater = self._scratch("greater", out.shape, np.uint8)
+        step = self._scratch("step", out.shape, np.uint8)
+        np.copyto(best, scores[0])
+        out.fill(0)
+        for index in range(1, classes):
+            plane = scores[index]
+            np.greater(plane, best, out=greater)
+            np.maximum(best, plane, out=best)
+            # out += (index - out) * greater: index > out always, so uint8 does not wrap.
+            np.subtract(np.uint8(index), out, out=step)
+            np.multiply(step, greater, out=step)
+            np.add(out, step, out=out)
 
     def _nan_out_of_range(self, depth: np.ndarray, limits: DepthLimits) -> None:
         """REP 117: NaN where depth is outside [min, max] or not finite, in place.

@@ -80,6 +80,37 @@ def test_preprocessor_normalises_exactly():
     np.testing.assert_allclose(batch[0, :, 0, 0], [-1.0, -1.0, 0.0], atol=1e-6)
 
 
+def test_preprocessor_shrinks_like_an_area_filter():
+    """The fast shrink (box filter by the integer factor, then linear) stays within a few grey
+    levels of OpenCV's INTER_AREA on a real photo, at an integer and a fractional factor."""
+    import cv2
+
+    from depth_perception.sample_data import skimage_data_file
+
+    photo = cv2.imread(str(skimage_data_file("astronaut.png")))[..., ::-1]
+    for source in ((640, 480), (512, 384), (300, 200)):
+        rgb = np.ascontiguousarray(cv2.resize(photo, source, interpolation=cv2.INTER_AREA))
+        pre = Preprocessor(256, 192, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+        ours = pre(rgb)[0].transpose(1, 2, 0) * 255.0
+        area = cv2.resize(rgb, (256, 192), interpolation=cv2.INTER_AREA).astype(np.float32)
+        assert np.abs(ours - area).mean() < 3.0, source
+
+
+@pytest.mark.parametrize("classes", [1, 2, 14, 256])
+def test_class_ids_equal_argmax_with_ties(classes):
+    """The running-maximum arg-max gives np.argmax's ids, ties to the first class included."""
+    rng = np.random.default_rng(classes)
+    logits = rng.integers(-3, 4, (classes, 9, 7)).astype(np.float32)  # many exact ties
+    predictor = DepthPredictor(
+        _description(class_names=tuple(f"c{i}" for i in range(classes))),
+        ConstantBackend(np.ones((9, 7), np.float32), logits),
+    )
+    prediction = predictor.predict(
+        np.zeros((9, 7, 3), np.uint8), CameraIntrinsics.from_hfov(7, 9, 60.0)
+    )
+    np.testing.assert_array_equal(prediction.labels, np.argmax(logits, axis=0))
+
+
 def test_postprocess_resizes_limits_and_labels():
     depth = np.array([[0.2, 1.0], [5.0, 50.0]], np.float32)
     logits = np.zeros((3, 2, 2), np.float32)
