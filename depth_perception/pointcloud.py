@@ -651,8 +651,11 @@ def _choose_kernel() -> tuple[str, str]:
         return "numpy", "DEPTH_PERCEPTION_CLOUD_KERNEL=numpy"
     if _cloud_kernel is None:
         return "numpy", _KERNEL_IMPORT_ERROR
-    with np.errstate(all="ignore"):  # the probe's signalling NaNs and infinities
-        mismatch = _kernel_self_check()
+    try:
+        with np.errstate(all="ignore"):  # the probe's signalling NaNs and infinities
+            mismatch = _kernel_self_check()
+    except Exception as error:  # e.g. a stale in-place build of an older kernel
+        mismatch = f"the C kernel failed on the probe ({type(error).__name__}: {error})"
     return ("numpy", mismatch) if mismatch else ("c", "")
 
 

@@ -232,3 +232,14 @@ def test_numpy_path_when_the_extension_is_missing_or_refused():
     assert missing[0] == "numpy" and "not built" in missing[1], missing
     forced = _default_kernel_in_a_fresh_process("", DEPTH_PERCEPTION_CLOUD_KERNEL="numpy")
     assert forced == ["numpy", "DEPTH_PERCEPTION_CLOUD_KERNEL=numpy"], forced
+
+
+def test_bench_line_names_the_kernel():
+    from depth_perception.apps.bench import cloud_message_line
+
+    figures = {"build_message": 0.5, "build_copy_message": 2.0, "memcpy": 0.25, "megabytes": 6.1}
+    line = cloud_message_line({**figures, "kernel": "c", "build_message_numpy": 2.5})
+    # The figures test/integration/test_bench.py reads, then the kernel and the numpy path.
+    assert line.startswith("cloud build + message 0.50 ms vs memcpy of the same 6.1 MB 0.25 ms")
+    assert "2.0x, c kernel (numpy path 2.50 ms, 10.0x)" in line, line
+    assert "numpy kernel (with a copy" in cloud_message_line({**figures, "kernel": "numpy"})
