@@ -1,10 +1,22 @@
 """Installs depth_perception as an ament_python package (colcon) or into a plain venv (pip)."""
 
+import sys
 from glob import glob
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 PACKAGE = "depth_perception"
+
+# The one-pass point-cloud writer (depth_perception/_cloud_kernel.c, plain CPython buffer
+# protocol, no numpy headers). Optional: without a compiler or the Python headers the install
+# still succeeds and depth_perception.pointcloud uses its numpy path (CLOUD_KERNEL = "numpy").
+# No fast-math: the kernel must give the numpy path's bytes, NaN bits included.
+CLOUD_KERNEL = Extension(
+    f"{PACKAGE}._cloud_kernel",
+    sources=[f"{PACKAGE}/_cloud_kernel.c"],
+    extra_compile_args=[] if sys.platform == "win32" else ["-O3", "-ffp-contract=off"],
+    optional=True,
+)
 
 setup(
     name=PACKAGE,
@@ -13,6 +25,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*", "training", "training.*"]),
+    ext_modules=[CLOUD_KERNEL],
     # Bundled default weights travel inside the Python package, so `pip install` and
     # `colcon build` find them the same way (importlib.resources).
     package_data={
@@ -58,7 +71,8 @@ setup(
             "rosbags",
         ],
     },
-    zip_safe=True,
+    # A compiled extension cannot be imported from a zip.
+    zip_safe=False,
     entry_points={
         "console_scripts": [
             f"mono_depth_node = {PACKAGE}.nodes.mono_depth_node:main",

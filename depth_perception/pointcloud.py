@@ -43,11 +43,20 @@ consumers; the point is 20 bytes either way. The fields are not of one datatype,
 sensor_msgs_py's ``read_points_numpy`` needs ``field_names=("x", "y", "z")`` (``read_points``
 reads them all as a structured array). Padding bytes are always zero so the published bytes are
 deterministic.
+
+Two implementations write the same bytes (NaN bit patterns included): the optional C extension
+``depth_perception._cloud_kernel`` (built by setup.py; one pass over the points, GIL released)
+and a numpy/cv2 fallback (several strided passes, ~3x slower at 640x480). :data:`CLOUD_KERNEL`
+says which one builders use by default: ``"c"`` when the extension imports and writes the numpy
+path's bytes on a probe at import, else ``"numpy"`` (:data:`CLOUD_KERNEL_REASON` says why).
+``DEPTH_PERCEPTION_CLOUD_KERNEL=numpy`` forces the numpy path; ``OrganizedCloudBuilder(...,
+kernel="numpy")`` picks it for one builder.
 """
 
 from __future__ import annotations
 
 import array
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -58,6 +67,14 @@ import numpy as np
 
 from depth_perception.buffers import ReusableBuffer
 from depth_perception.camera import CameraIntrinsics
+
+try:
+    from depth_perception import _cloud_kernel
+except ImportError as _error:  # not built (no compiler at install time): the numpy path
+    _cloud_kernel = None
+    _KERNEL_IMPORT_ERROR = f"the C extension is not built ({_error})"
+else:
+    _KERNEL_IMPORT_ERROR = ""
 
 # sensor_msgs/PointField datatype constants (copied so the core needs no rclpy).
 INT8 = 1
@@ -223,21 +240,39 @@ def _valid_depth_metres(depth: np.ndarray) -> np.ndarray:
     return np.where(valid, depth, depth.dtype.type(np.nan))
 
 
+_NAN32_BITS = np.uint32(0x7FC00000)  # np.float32(np.nan): the one NaN written for invalid depth
+
+
 def _nan_invalid_into(
-    depth: np.ndarray, out: np.ndarray, mask: np.ndarray, scratch: np.ndarray
+    depth: np.ndarray,
+    out: np.ndarray,
+    mask: np.ndarray,
+    scratch: np.ndarray,
+    bits: np.ndarray,
+    bits2: np.ndarray,
 ) -> np.ndarray:
-    """Branch-free version of :func:`_valid_depth_metres` for float depth, into ``out``.
+    """Branch-free version of :func:`_valid_depth_metres` for float depth, into float32 ``out``.
 
     np.where/copyto(where=) branch per pixel and cost ~0.5 ms at 640x480 when invalid pixels
-    are scattered; adding sqrt(valid - 1) (0 where valid, NaN where not) costs ~0.2 ms always.
+    are scattered. This selects on the bits instead, out = d ^ ((d ^ NaN) & invalid) with
+    ``invalid`` all ones where the pixel is invalid (``bits``, ``bits2``: uint32 scratch), so
+    every invalid pixel gets exactly np.float32(np.nan), whatever NaN it held: float arithmetic
+    (d + NaN) would return either operand's NaN depending on the loop numpy picks, and the
+    bytes must not depend on that (the C kernel writes the same pattern).
     """
     np.greater(depth, 0, out=mask)
     np.less(depth, np.inf, out=scratch)
     np.logical_and(mask, scratch, out=mask)
-    np.subtract(mask, np.float32(1.0), out=out)
-    with np.errstate(invalid="ignore"):
-        np.sqrt(out, out=out)
-    np.add(depth, out, out=out)
+    np.subtract(mask, np.uint32(1), out=bits)  # 0 where valid, 0xffffffff where not
+    if depth.dtype == np.float32:
+        depth_bits = depth.view(np.uint32)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, as a cast
+            np.copyto(out, depth, casting="same_kind")
+        depth_bits = out.view(np.uint32)
+    np.bitwise_xor(depth_bits, _NAN32_BITS, out=bits2)
+    np.bitwise_and(bits2, bits, out=bits2)
+    np.bitwise_xor(depth_bits, bits2, out=out.view(np.uint32))
     return out
 
 
@@ -315,6 +350,8 @@ class OrganizedCloudBuilder:
         with_label: Add the uint32 ``label`` field; build() then requires ``labels``.
         color_order: "rgb" for rgb8 images, "bgr" for bgr8 (OpenCV) images.
         reuse_buffer: Write every cloud into one preallocated buffer (see above).
+        kernel: "c" (the one-pass C extension), "numpy", or None for :data:`CLOUD_KERNEL`.
+            Both write the same bytes.
     """
 
     def __init__(
@@ -325,7 +362,13 @@ class OrganizedCloudBuilder:
         with_label: bool = False,
         color_order: str = "rgb",
         reuse_buffer: bool = True,
+        kernel: str | None = None,
     ) -> None:
+        kernel = CLOUD_KERNEL if kernel is None else kernel
+        if kernel not in ("c", "numpy"):
+            raise ValueError(f"kernel must be 'c', 'numpy' or None, got {kernel!r}")
+        if kernel == "c" and _cloud_kernel is None:
+            raise ValueError(f"kernel='c' but {_KERNEL_IMPORT_ERROR}")
         if int(stride) != stride or stride < 1:
             raise ValueError(f"stride must be a positive integer, got {stride}")
         if color_order not in ("rgb", "bgr"):
@@ -336,6 +379,7 @@ class OrganizedCloudBuilder:
         self.with_label = bool(with_label)
         self.color_order = color_order
         self.reuse_buffer = bool(reuse_buffer)
+        self.kernel = kernel
         self.fields, self.point_step = _cloud_layout(self.with_rgb, self.with_label)
 
         s = self.stride
@@ -346,6 +390,9 @@ class OrganizedCloudBuilder:
         # Broadcast rows/columns instead of full grids: x = z * rx[j], y = z * ry[i].
         self._rx = ((u - intrinsics.cx) / intrinsics.fx).astype(np.float32)
         self._ry = ((v - intrinsics.cy) / intrinsics.fy).astype(np.float32)[:, None]
+        self._ry_flat = self._ry.reshape(-1)
+        self._rgb_offset = self._field_offset("rgb") if with_rgb else -1
+        self._label_offset = self._field_offset("label") if with_label else -1
         if with_rgb:
             # cv2.mixChannels pairs (image channel, byte of the point): the packed 0x00RRGGBB
             # stores B, G, R at rgb+0, +1, +2 on a little-endian host (+3, +2, +1 big-endian).
@@ -367,9 +414,11 @@ class OrganizedCloudBuilder:
         self._mask = np.empty((rows, self.width), dtype=bool)
         self._mask2 = np.empty((rows, self.width), dtype=bool)
         self._z = np.empty((rows, self.width), dtype=np.float32)
+        self._bits = np.empty((rows, self.width), dtype=np.uint32)
+        self._bits2 = np.empty((rows, self.width), dtype=np.uint32)
 
     def _field_offset(self, name: str) -> int:
-        return next(f.offset for f in self.fields if f.name == name)
+        return next((f.offset for f in self.fields if f.name == name), -1)
 
     @property
     def row_step(self) -> int:
@@ -435,13 +484,53 @@ class OrganizedCloudBuilder:
                 "labels given but the builder has with_label=False; build it with labels"
             )
 
+        target = self._target()
+        buf = target.view((self.height, self.width, self.point_step), np.uint8)
+        if self.kernel == "c":
+            # One pass over the points, GIL released; takes the full-resolution images (any
+            # strides) and subsamples itself.
+            _cloud_kernel.fill(
+                target.payload,
+                depth,
+                rgb,
+                labels,
+                self._rx,
+                self._ry_flat,
+                self.stride,
+                self.point_step,
+                self._rgb_offset,
+                self._label_offset,
+                validated,
+                self.color_order == "bgr",
+                _INVALID_NAN_BITS,
+                _MILLIMETRE_NAN_BITS,
+            )
+        else:
+            self._fill_numpy(buf, depth, rgb, labels, validated)
+        return CloudData(
+            data=buf,
+            fields=list(self.fields),
+            point_step=self.point_step,
+            row_step=self.row_step,
+            width=self.width,
+            height=self.height,
+            payload=target.payload,
+        )
+
+    def _fill_numpy(
+        self,
+        buf: np.ndarray,
+        depth: np.ndarray,
+        rgb: np.ndarray | None,
+        labels: np.ndarray | None,
+        validated: bool,
+    ) -> None:
+        """The numpy/cv2 path: x, y, z, then rgb, then label, each a strided pass over buf."""
         s = self.stride
         if s > 1:
             depth = depth[::s, ::s]
             rgb = rgb[::s, ::s] if rgb is not None else None
             labels = labels[::s, ::s] if labels is not None else None
-        target = self._target()
-        buf = target.view((self.height, self.width, self.point_step), np.uint8)
         xyz = buf.view(np.float32)  # (h, w, point_step // 4): the float columns
         if validated:
             self._write_xyz(xyz, depth, 0)
@@ -453,7 +542,12 @@ class OrganizedCloudBuilder:
                     z = _millimetres_into(depth[start:stop], self._z[:rows], self._mask[:rows])
                 else:
                     z = _nan_invalid_into(
-                        depth[start:stop], self._z[:rows], self._mask[:rows], self._mask2[:rows]
+                        depth[start:stop],
+                        self._z[:rows],
+                        self._mask[:rows],
+                        self._mask2[:rows],
+                        self._bits[:rows],
+                        self._bits2[:rows],
                     )
                 self._write_xyz(xyz[start:stop], z, start)
         if self.with_rgb:
@@ -463,15 +557,6 @@ class OrganizedCloudBuilder:
         if self.with_label:
             label_word = self._field_offset("label") // 4
             buf.view(np.uint32)[..., label_word] = labels
-        return CloudData(
-            data=buf,
-            fields=list(self.fields),
-            point_step=self.point_step,
-            row_step=self.row_step,
-            width=self.width,
-            height=self.height,
-            payload=target.payload,
-        )
 
     def _write_xyz(self, xyz: np.ndarray, z: np.ndarray, row: int) -> None:
         # Strided writes straight into the interleaved buffer: no temporaries for x, y.
@@ -480,13 +565,114 @@ class OrganizedCloudBuilder:
         xyz[..., 2] = z
 
 
+def _numpy_nan_bits() -> tuple[int, int]:
+    """uint32 bits of the NaNs the numpy path writes for an invalid float pixel and for 0 mm.
+
+    Both are np.float32(np.nan) (0x7fc00000); read from the numpy path itself so that the C
+    kernel, which is given them, cannot drift from it.
+    """
+    probe = np.full((1, 8), -1.0, np.float32)
+    mask, scratch = np.empty(probe.shape, bool), np.empty(probe.shape, bool)
+    words = [np.empty(probe.shape, np.uint32) for _ in range(2)]
+    invalid = _nan_invalid_into(probe, np.empty_like(probe), mask, scratch, *words)
+    zero_mm = np.zeros(probe.shape, np.uint16)
+    millimetre = _millimetres_into(zero_mm, np.empty_like(probe), mask)
+    return int(invalid.view(np.uint32)[0, 0]), int(millimetre.view(np.uint32)[0, 0])
+
+
+_INVALID_NAN_BITS, _MILLIMETRE_NAN_BITS = _numpy_nan_bits()
+
+
+def _kernel_probe_depths(height: int, width: int, seed: int = 7) -> dict[str, np.ndarray]:
+    """Depth images that hit every branch: valid, NaN payloads (signalling, negative), +-inf,
+    +-0, negatives, subnormals, float64 values that overflow or underflow float32, 0 mm."""
+    rng = np.random.default_rng(seed)
+    f32 = rng.uniform(0.2, 9.0, (height, width)).astype(np.float32)
+    f64 = rng.uniform(0.2, 9.0, (height, width))
+    nan32 = np.array([0x7FC00000, 0xFFC00000, 0x7FC01234, 0x7F800001, 0xFFBFFFFF], np.uint32)
+    specials32 = np.concatenate(
+        [nan32.view(np.float32), np.float32([np.inf, -np.inf, 0.0, -0.0, -1.5, 1e-45])]
+    )
+    nan64 = np.array(
+        [0x7FF8000000000000, 0xFFF8000000000000, 0x7FF80000DEADBEEF, 0x7FF0000000000001,
+         0x7FFC0000_12345678],
+        np.uint64,
+    )  # fmt: skip
+    specials64 = np.concatenate(
+        [nan64.view(np.float64), [np.inf, -np.inf, 0.0, -0.0, -2.0, 1e-300, 1e300, 5e-324]]
+    )
+    for image, specials in ((f32, specials32), (f64, specials64)):
+        flat = image.reshape(-1)
+        at = rng.choice(flat.size, size=flat.size // 4, replace=False)
+        flat[at] = specials[np.arange(at.size) % specials.size]
+    mm = rng.integers(0, 65536, (height, width), dtype=np.uint16)
+    mm.reshape(-1)[::3] = 0
+    return {"float32": f32, "float64": f64, "uint16": mm}
+
+
+def _kernel_self_check() -> str:
+    """ "" when the C kernel writes the numpy path's bytes on a small probe, else what differed.
+
+    Guards the byte-for-byte promise on hosts the tests never ran on (other CPUs' NaN rules,
+    big-endian byte order).
+    """
+    height, width = 9, 37
+    intrinsics = CameraIntrinsics(fx=30.0, fy=40.0, cx=17.3, cy=4.1, width=width, height=height)
+    depths = _kernel_probe_depths(height, width)
+    rng = np.random.default_rng(8)
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    labels = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    configs = ((True, True, 1, "rgb"), (False, False, 2, "rgb"), (True, False, 3, "bgr"))
+    configs += ((False, True, 1, "rgb"),)
+    for with_rgb, with_label, stride, order in configs:
+        for name, depth in (("validated", depths["float32"]), *depths.items()):
+            clouds = [
+                OrganizedCloudBuilder(
+                    intrinsics, stride, with_rgb, with_label, order, kernel=kernel
+                ).build(
+                    depth,
+                    rgb if with_rgb else None,
+                    labels if with_label else None,
+                    validated=name == "validated",
+                )
+                for kernel in ("c", "numpy")
+            ]
+            if clouds[0].tobytes() != clouds[1].tobytes():
+                return (
+                    f"the C kernel's bytes differ from the numpy path's ({name} depth, "
+                    f"rgb={with_rgb}, label={with_label}, stride {stride})"
+                )
+    return ""
+
+
+def _choose_kernel() -> tuple[str, str]:
+    """The default kernel and, when it is numpy, why."""
+    if os.environ.get("DEPTH_PERCEPTION_CLOUD_KERNEL", "").strip().lower() == "numpy":
+        return "numpy", "DEPTH_PERCEPTION_CLOUD_KERNEL=numpy"
+    if _cloud_kernel is None:
+        return "numpy", _KERNEL_IMPORT_ERROR
+    try:
+        with np.errstate(all="ignore"):  # the probe's signalling NaNs and infinities
+            mismatch = _kernel_self_check()
+    except Exception as error:  # e.g. a stale in-place build of an older kernel
+        mismatch = f"the C kernel failed on the probe ({type(error).__name__}: {error})"
+    return ("numpy", mismatch) if mismatch else ("c", "")
+
+
+#: The implementation builders use by default: "c" (the one-pass extension) or "numpy".
+CLOUD_KERNEL: str = "numpy"
+#: Why :data:`CLOUD_KERNEL` is "numpy" ("" when it is "c").
+CLOUD_KERNEL_REASON: str = ""
+CLOUD_KERNEL, CLOUD_KERNEL_REASON = _choose_kernel()
+
+
 def benchmark_point_cloud(
-    width: int = 640, height: int = 480, repeats: int = 100
+    width: int = 640, height: int = 480, repeats: int = 100, kernel: str | None = None
 ) -> dict[str, float]:
     """Print and return median build times (ms) for the usual configurations.
 
-    Uses a synthetic depth image with 10 % invalid pixels. ``+tobytes`` adds the copy into the
-    message payload that the node does.
+    Uses a synthetic depth image with 10 % invalid pixels. ``+tobytes`` adds a copy of the
+    payload (the node's message takes the buffer itself). ``kernel`` as in the builder.
     """
     rng = np.random.default_rng(0)
     depth = rng.uniform(0.3, 20.0, (height, width)).astype(np.float32)
@@ -498,7 +684,7 @@ def benchmark_point_cloud(
     for stride in (1, 2):
         for with_extra in (False, True):
             builder = OrganizedCloudBuilder(
-                intr, stride=stride, with_rgb=with_extra, with_label=with_extra
+                intr, stride=stride, with_rgb=with_extra, with_label=with_extra, kernel=kernel
             )
             kwargs = {"rgb": rgb, "labels": labels} if with_extra else {}
             for to_bytes in (False, True):
@@ -516,7 +702,7 @@ def benchmark_point_cloud(
                 )
                 results[name] = float(np.median(times) * 1e3)
                 print(
-                    f"{width}x{height} {name:<30} {results[name]:7.3f} ms "
+                    f"{builder.kernel:<5} {width}x{height} {name:<30} {results[name]:7.3f} ms "
                     f"(p90 {np.percentile(times, 90) * 1e3:.3f} ms, "
                     f"{builder.height}x{builder.width} points, step {builder.point_step})"
                 )
@@ -524,4 +710,8 @@ def benchmark_point_cloud(
 
 
 if __name__ == "__main__":
-    benchmark_point_cloud()
+    print(
+        f"default kernel: {CLOUD_KERNEL}{f' ({CLOUD_KERNEL_REASON})' * bool(CLOUD_KERNEL_REASON)}"
+    )
+    for _kernel in ("c", "numpy") if _cloud_kernel is not None else ("numpy",):
+        benchmark_point_cloud(kernel=_kernel)

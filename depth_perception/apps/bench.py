@@ -130,19 +130,23 @@ def bench_stages(pipeline, width: int, height: int, seconds: float) -> dict[str,
     return {name: float(np.median(samples[name])) for name in names}
 
 
-def bench_cloud_message(width: int, height: int, seconds: float) -> dict[str, float]:
+def bench_cloud_message(
+    width: int, height: int, seconds: float, compare_numpy: bool = True
+) -> dict[str, float | str]:
     """The cloud's build + message against a memcpy of the same bytes (ms, median).
 
-    ``build_message``: the node's path (reused buffer, taken by the message as it is);
-    ``build_copy_message``: the same build, then the copy into a fresh buffer that the message
-    took before (``fast_bytes``, a message without ``check_fields``); ``memcpy``: copying the
-    payload's bytes into a preallocated buffer of the same size.
+    ``build_message``: the node's path (reused buffer, taken by the message as it is), with the
+    builders' default implementation (``kernel``: pointcloud.CLOUD_KERNEL, "c" or "numpy");
+    ``build_message_numpy``: the same with the numpy path, when ``compare_numpy`` and the
+    default is the C kernel; ``build_copy_message``: the same build, then the copy into a fresh
+    buffer that the message took before (``fast_bytes``, a message without ``check_fields``);
+    ``memcpy``: copying the payload's bytes into a preallocated buffer of the same size.
     """
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
 
     from depth_perception.nodes.conversions import cloud_msg, fast_bytes
-    from depth_perception.pointcloud import OrganizedCloudBuilder
+    from depth_perception.pointcloud import CLOUD_KERNEL, OrganizedCloudBuilder
 
     rng = np.random.default_rng(0)
     rgb, intrinsics = _sample_frame(width, height)
@@ -152,7 +156,7 @@ def bench_cloud_message(width: int, height: int, seconds: float) -> dict[str, fl
     header = Header(frame_id="camera_optical_frame")
     builder = OrganizedCloudBuilder(intrinsics, with_rgb=True, with_label=True)
 
-    def build_message():
+    def build_message(builder=builder):
         return cloud_msg(builder.build(depth, rgb=rgb, labels=labels, validated=True), header)
 
     def build_copy_message():
@@ -163,12 +167,37 @@ def bench_cloud_message(width: int, height: int, seconds: float) -> dict[str, fl
 
     source = np.frombuffer(build_message().data, np.uint8).copy()
     target = np.empty_like(source)
-    return {
+    result: dict[str, float | str] = {
+        "kernel": CLOUD_KERNEL,
         "build_message": _time_it(build_message, seconds),
         "build_copy_message": _time_it(build_copy_message, seconds),
         "memcpy": _time_it(lambda: np.copyto(target, source), seconds),
         "megabytes": source.nbytes / 1e6,
     }
+    if compare_numpy and CLOUD_KERNEL != "numpy":
+        numpy_builder = OrganizedCloudBuilder(
+            intrinsics, with_rgb=True, with_label=True, kernel="numpy"
+        )
+        result["build_message_numpy"] = _time_it(lambda: build_message(numpy_builder), seconds)
+    return result
+
+
+def cloud_message_line(cloud: dict[str, float | str]) -> str:
+    """The bench's line for :func:`bench_cloud_message`'s figures."""
+    line = (
+        f"cloud build + message {cloud['build_message']:.2f} ms vs memcpy of the same "
+        f"{cloud['megabytes']:.1f} MB {cloud['memcpy']:.2f} ms: "
+        f"{cloud['build_message'] / cloud['memcpy']:.1f}x, {cloud['kernel']} kernel"
+    )
+    if "build_message_numpy" in cloud:
+        line += (
+            f" (numpy path {cloud['build_message_numpy']:.2f} ms, "
+            f"{cloud['build_message_numpy'] / cloud['memcpy']:.1f}x)"
+        )
+    return line + (
+        f" (with a copy into a fresh buffer, as before: {cloud['build_copy_message']:.2f} ms, "
+        f"{cloud['build_copy_message'] / cloud['memcpy']:.1f}x)"
+    )
 
 
 def _rss_kib(pid: int) -> int:
@@ -434,13 +463,7 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"  {name:12s} {value:8.2f}")
     print(f"  {'overhead':12s} {overhead:8.2f}  (every stage except inference)")
     cloud = bench_cloud_message(args.width, args.height, args.seconds)
-    print(
-        f"\ncloud build + message {cloud['build_message']:.2f} ms vs memcpy of the same "
-        f"{cloud['megabytes']:.1f} MB {cloud['memcpy']:.2f} ms: "
-        f"{cloud['build_message'] / cloud['memcpy']:.1f}x (with a copy into a fresh buffer, as "
-        f"before: {cloud['build_copy_message']:.2f} ms, "
-        f"{cloud['build_copy_message'] / cloud['memcpy']:.1f}x)"
-    )
+    print(f"\n{cloud_message_line(cloud)}")
     chosen = pipeline.choice.backend
     backend_name = chosen.name if chosen.device == "cpu" else f"{chosen.name}_cuda"
     model_fps = 1e3 / model_ms[backend_name]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from depth_perception import pointcloud
+
 REPO = Path(__file__).resolve().parents[2]
 EXECUTABLES = ("mono_depth_node", "camera_source_node", "depth-perception")
 SHARE_FILES = (
@@ -19,6 +21,27 @@ SHARE_FILES = (
     "config/fastdds_shm.xml",
     "rviz/depth_perception.rviz",
 )
+
+
+# The optional C cloud kernel: an install must build it wherever this environment could (it
+# has it), and the installed package must then use it.
+KERNEL_BUILT_HERE = pointcloud._cloud_kernel is not None
+
+
+def _check_cloud_kernel(installed: Path, env: dict[str, str], cwd: Path) -> None:
+    if not KERNEL_BUILT_HERE:
+        return
+    assert len(list(installed.glob("_cloud_kernel*.so"))) == 1, sorted(installed.iterdir())
+    kernel = subprocess.run(
+        [sys.executable, "-c", "from depth_perception import pointcloud as p; print(p.__file__);"
+         "print(p.CLOUD_KERNEL, p.CLOUD_KERNEL_REASON)"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert kernel[0].startswith(str(installed)) and kernel[1] == "c ", kernel
 
 
 def _site_packages(prefix: Path) -> Path:
@@ -76,6 +99,7 @@ def test_colcon_build_gives_the_ros_layout(tmp_path):
     ).stdout.split()
     assert found[0].startswith(str(prefix / "share")), found
     assert found[1].startswith(str(prefix)), found
+    _check_cloud_kernel(_site_packages(prefix) / "depth_perception", env, tmp_path)
 
 
 def test_pip_install_into_a_prefix(tmp_path):
@@ -111,3 +135,5 @@ def test_pip_install_into_a_prefix(tmp_path):
     assert (installed / "weights" / "lightweight.json").is_file()
     # ... and its ONNX export, which ONNX Runtime runs without torch.
     assert len(list((installed / "weights").glob("lightweight-256x192-*.onnx"))) == 1
+    env = dict(os.environ, PYTHONPATH=str(_site_packages(prefix)))
+    _check_cloud_kernel(installed, env, tmp_path)
