@@ -65,7 +65,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "num_threads",
         0,
-        "CPU threads for inference; 0 = every core this process may use",
+        "CPU threads for inference; 0 = ONNX Runtime: the cores this process may use but one "
+        "(kept for decoding, publishing and DDS), torch: every core",
         min_value=0,
         max_value=256,
         needs_reconfigure=True,

@@ -196,11 +196,14 @@ def _start(
     options: BackendOptions,
 ) -> InferenceBackend:
     if name == "onnxruntime":
-        from depth_perception.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(
-            onnx_path(), num_threads=options.num_threads, spinning=options.cpu_spinning
+        from depth_perception.backends.onnxruntime_backend import (
+            OnnxRuntimeBackend,
+            pipeline_intra_op_threads,
         )
+
+        # 0 = the cores left to the network once the pipeline's own threads have one.
+        threads = options.num_threads or pipeline_intra_op_threads()
+        return OnnxRuntimeBackend(onnx_path(), num_threads=threads, spinning=options.cpu_spinning)
     if name == "torch":
         # The model first: where torch is missing, its source says what that means here.
         torch_model = _resolve_model(model)

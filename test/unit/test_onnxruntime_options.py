@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from depth_perception.backends.onnxruntime_backend import OnnxRuntimeBackend, usable_cpu_count
+from depth_perception.backends.onnxruntime_backend import (
+    OnnxRuntimeBackend,
+    pipeline_intra_op_threads,
+    usable_cpu_count,
+)
 from depth_perception.config import PerceptionConfig, load_config
 from depth_perception.export import export_onnx
 from depth_perception.models import build_model
@@ -67,6 +71,15 @@ def test_node_config_passes_cpu_spinning_to_the_backend(tmp_path) -> None:
             assert backend.name == "onnxruntime" and backend.spinning is spinning
             values = pipeline.diagnostic_values()
             assert values["cpu_spinning"] is spinning
-            assert values["cpu_threads"] == usable_cpu_count()
+            # A pipeline leaves one usable core to its own thread, executor and DDS.
+            assert values["cpu_threads"] == pipeline_intra_op_threads()
+            assert values["cpu_threads"] == max(1, usable_cpu_count() - 1)
         finally:
             pipeline.close()
+    pinned = load_pipeline(
+        PerceptionConfig(backend="onnxruntime", input_width=64, input_height=64, num_threads=3)
+    )
+    try:
+        assert pinned.diagnostic_values()["cpu_threads"] == 3  # an explicit count is kept
+    finally:
+        pinned.close()
