@@ -194,27 +194,38 @@ def test_synthetic_camera_source_feeds_mono_depth(ros, tmp_path):
     )
     process = _start_mono_depth(ros, namespace, tmp_path)
     harness = RosHarness(namespace)
+    expected = (
+        "image",
+        "camera_info",
+        "ground_truth/depth",
+        "ground_truth/mask",
+        "points",
+        "segmentation/mask",
+    )
     try:
+        # Every topic is waited for, not only depth: the monitor's subscription to the camera's
+        # own topics can match later than its depth subscription on a loaded machine.
         harness.wait_for(
-            lambda: harness.monitor.results.counts.get("depth/image", 0) >= 3,
+            lambda: (
+                harness.monitor.results.counts.get("depth/image", 0) >= 3
+                and all(harness.monitor.results.counts.get(t, 0) > 0 for t in expected)
+            ),
             120,
-            "three depth images from the synthetic camera",
+            "three depth images and every camera topic from the synthetic camera",
         )
         counts = harness.monitor.results.counts
-        for topic in (
-            "image",
-            "camera_info",
-            "ground_truth/depth",
-            "ground_truth/mask",
-            "points",
-            "segmentation/mask",
-        ):
+        for topic in expected:
             assert counts.get(topic, 0) > 0, topic
         truth = harness.monitor.last["ground_truth/depth"]
         assert truth.encoding == "32FC1" and truth.header.frame_id == "camera_optical_frame"
         # Depth outputs carry the stamps of camera frames that really were published.
         image_stamps = {s for (t, s) in harness.monitor.by_stamp if t == "image"}
-        depth_stamps = {s for (t, s) in harness.monitor.by_stamp if t == "depth/image"}
+        # (only those from after the monitor's first image: before, it could not see them)
+        depth_stamps = {
+            s
+            for (t, s) in harness.monitor.by_stamp
+            if t == "depth/image" and s >= min(image_stamps)
+        }
         assert depth_stamps and depth_stamps <= image_stamps
     finally:
         harness.close()
