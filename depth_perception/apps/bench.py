@@ -484,6 +484,8 @@ def run_bench(args: argparse.Namespace) -> int:
         variants = [Variant("this checkout")]
         if args.compare_spinning:
             variants.append(Variant("this, cpu_spinning", parameters={"cpu_spinning": True}))
+        if args.compare_serial:
+            variants.append(Variant("this, one thread", parameters={"pipelined_publish": False}))
         if args.compare_tree:
             tree = Path(args.compare_tree)
             if not (tree / "depth_perception" / "nodes" / "mono_depth_node.py").is_file():
@@ -608,6 +610,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare-spinning",
         action="store_true",
         help="also run the node with cpu_spinning true (ONNX Runtime threads busy-wait)",
+    )
+    parser.add_argument(
+        "--compare-serial",
+        action="store_true",
+        help="also run the node with pipelined_publish false (publishing on the worker thread)",
     )
     parser.add_argument(
         "--compare-tree",

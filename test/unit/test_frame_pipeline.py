@@ -164,3 +164,51 @@ def test_several_cameras_share_one_model_call_and_keep_their_own_builders():
     assert pipeline.composer("front") is not pipeline.composer("rear")
     pipeline.process(frames[:1], PerceptionConfig())
     assert backend.batches == [2, 1]
+
+
+class ScaledRampBackend(RampBackend):
+    """The ramp times a factor the test sets before each frame; ``fail`` raises instead."""
+
+    factor = 1.0
+    fail = False
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self.fail:
+            raise RuntimeError("injected")
+        out = super().infer(batch)
+        out["depth"] *= self.factor
+        return out
+
+
+def test_buffer_sets_keep_each_frame_valid_until_its_set_comes_round_again():
+    description = _pipeline()[0].predictor.description
+    backend = ScaledRampBackend()
+    pipeline = FramePipeline(DepthPredictor(description, backend), PALETTE, buffer_sets=2)
+    frame = prepare_frame("", np.full((24, 32, 3), 100, np.uint8), _info(INTRINSICS), 70.0)
+
+    def run(factor: float):
+        backend.factor = factor
+        (out,) = pipeline.process([frame], PerceptionConfig())
+        return out
+
+    first = run(1.0)
+    first_depth = first.depth.copy()
+    second = run(2.0)
+    second_depth = second.depth.copy()
+    # Frame 2 went to the other set: frame 1's depth is untouched.
+    assert not np.shares_memory(first.depth, second.depth)
+    np.testing.assert_array_equal(first.depth, first_depth)
+    assert np.nanmax(second.depth) > 1.5 * np.nanmax(first.depth)
+    # A failed frame does not move on: its set is the next frame's.
+    backend.fail = True
+    with pytest.raises(Exception, match="injected"):
+        run(3.0)
+    backend.fail = False
+    third = run(3.0)
+    # Frame 3 takes frame 1's set again, and leaves frame 2's alone.
+    assert np.shares_memory(third.depth, first.depth)
+    np.testing.assert_array_equal(second.depth, second_depth)
+    assert np.nanmax(third.depth) > np.nanmax(second_depth)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="buffer_sets"):
+            FramePipeline(pipeline.predictor, PALETTE, buffer_sets=bad)
