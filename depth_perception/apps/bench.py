@@ -475,6 +475,7 @@ def run_bench(args: argparse.Namespace) -> int:
     model_fps = 1e3 / model_ms[backend_name]
     e2e = None
     if not args.skip_ros:
+        from depth_perception.allocator import OPT_OUT_VARIABLE
         from depth_perception.apps.bench_e2e import (
             Variant,
             print_end_to_end,
@@ -484,6 +485,8 @@ def run_bench(args: argparse.Namespace) -> int:
         variants = [Variant("this checkout")]
         if args.compare_spinning:
             variants.append(Variant("this, cpu_spinning", parameters={"cpu_spinning": True}))
+        if args.compare_allocator:
+            variants.append(Variant("this, untuned malloc", environment={OPT_OUT_VARIABLE: "0"}))
         if args.compare_serial:
             variants.append(Variant("this, one thread", parameters={"pipelined_publish": False}))
         if args.compare_tree:
@@ -610,6 +613,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare-spinning",
         action="store_true",
         help="also run the node with cpu_spinning true (ONNX Runtime threads busy-wait)",
+    )
+    parser.add_argument(
+        "--compare-allocator",
+        action="store_true",
+        help="also run the node with glibc's allocator left untuned "
+        "(DEPTH_PERCEPTION_MALLOC_TUNING=0, see depth_perception.allocator)",
     )
     parser.add_argument(
         "--compare-serial",

@@ -82,11 +82,13 @@ def sample_process(pid: int) -> ProcessSample:
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of running the node: a checkout (None = this one) and extra parameters."""
+    """One way of running the node: a checkout (None = this one), extra parameters and extra
+    environment variables of the node process."""
 
     label: str
     tree: str | None = None
     parameters: dict[str, object] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -203,6 +205,7 @@ def run_variant(
     node_env["PYTHONPATH"] = os.pathsep.join(
         [str(tree), *filter(None, [env.get("PYTHONPATH", "")])]
     )
+    node_env.update(variant.environment)
     output.mkdir(parents=True, exist_ok=True)
     node_params: dict[str, object] = {
         "model": args.model,

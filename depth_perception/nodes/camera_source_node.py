@@ -15,6 +15,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from depth_perception.allocator import tune_for_large_messages
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.nodes.conversions import array_to_image_msg, camera_info_msg
 from depth_perception.sources import FrameSource, ReplaySource, open_source
@@ -168,10 +169,12 @@ def _header(stamp, frame_id: str) -> Header:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``ros2 run depth_perception camera_source_node``."""
+    allocator = tune_for_large_messages()  # before the first message buffer
     rclpy.init(args=args)
     node = None
     try:
         node = CameraSourceNode()
+        node.get_logger().info(f"allocator: {allocator}")
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

@@ -72,6 +72,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan, PointCloud2
 from std_msgs.msg import String
 
+from depth_perception.allocator import tune_for_large_messages
 from depth_perception.config import PARAMETERS, PARAMETERS_BY_NAME, PerceptionConfig
 from depth_perception.frame_pipeline import (
     FALLBACK,
@@ -844,8 +845,10 @@ def _format(value: object) -> str:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``ros2 run depth_perception mono_depth_node``."""
+    allocator = tune_for_large_messages()  # before the first message buffer
     rclpy.init(args=args)
     node = MonoDepthNode()
+    node.get_logger().info(f"allocator: {allocator}")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
