@@ -153,14 +153,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "nobody subscribes to is not even decoded. false = compute every switched-on output "
         "always",
     ),
-    ParamSpec(
-        "pipelined_publish",
-        True,
-        "Publish frame n on a second thread while frame n+1 is inferred (two output buffer "
-        "sets, published in order); false = one thread: a little less latency per frame and "
-        "memory, fewer frames per second",
-        needs_reconfigure=True,
-    ),
     ParamSpec("publish_depth", True, "Publish depth/image and depth/camera_info"),
     ParamSpec("publish_points", True, "Publish the organized point cloud on points"),
     ParamSpec(
@@ -302,7 +294,6 @@ class PerceptionConfig:
     max_depth: float = 0.0
     depth_scale: float = 1.0
     outputs_on_demand: bool = True
-    pipelined_publish: bool = True
     publish_depth: bool = True
     publish_points: bool = True
     publish_segmentation: bool = True

@@ -19,8 +19,7 @@ cloud with the pixels of ``obstacle_exclude_classes`` NaN) and the virtual laser
 
 Every output is written into its camera's reused buffers
 (:mod:`depth_perception.buffers`), which the node's messages take without a copy: an output
-is valid until that camera's next frame, or, with ``buffer_sets=N``, until its N-th next one
-(the node publishes frame n on one thread while the next frame is inferred on another).
+is valid until that camera's next frame.
 
 Message classes stay outside: the node turns :class:`FrameOutputs` into rclpy messages
 (``nodes.conversions.output_messages``), the bag tool into rosbags messages. Single camera is
@@ -442,36 +441,19 @@ class FramePipeline:
     Args:
         predictor: the loaded predictor (its backend may be replaced by a fallback later).
         palette: class colours for the overlay, indexed by class id.
-        buffer_sets: output buffer sets per camera, taken in turn: a frame's outputs stay
-            valid until that camera's ``buffer_sets``-th next frame (2 lets one thread publish
-            frame n while another computes frame n + 1).
-
-    Raises:
-        ValueError: ``buffer_sets`` is not an int >= 1.
     """
 
-    def __init__(
-        self, predictor: DepthPredictor, palette: np.ndarray, buffer_sets: int = 1
-    ) -> None:
-        if isinstance(buffer_sets, bool) or not isinstance(buffer_sets, int) or buffer_sets < 1:
-            raise ValueError(f"buffer_sets must be an int >= 1, got {buffer_sets!r}")
+    def __init__(self, predictor: DepthPredictor, palette: np.ndarray) -> None:
         self.predictor = predictor
         self.palette = palette
-        self.buffer_sets = buffer_sets
-        # Per camera: its composers (each with its own buffers) and the one the next frame
-        # uses. Frames take them in turn, so an output stays valid for buffer_sets frames.
-        self._composers: dict[str, list[FrameComposer]] = {}
-        self._turn: dict[str, int] = {}
+        self._composers: dict[str, FrameComposer] = {}
 
     def composer(self, camera: str) -> FrameComposer:
-        """The composer (cached cloud builder, output buffers) ``camera``'s next frame uses."""
+        """The composer (and so the cached cloud builder) of ``camera``."""
         if camera not in self._composers:
             class_names = getattr(self.predictor.description, "class_names", ())
-            self._composers[camera] = [
-                FrameComposer(self.palette, class_names) for _ in range(self.buffer_sets)
-            ]
-            self._turn[camera] = 0
-        return self._composers[camera][self._turn[camera]]
+            self._composers[camera] = FrameComposer(self.palette, class_names)
+        return self._composers[camera]
 
     def predict(self, frames: Sequence[PreparedFrame], labels: bool = True) -> list[Prediction]:
         """One inference call for all frames (``predict`` for one, ``predict_batch`` else).
@@ -511,23 +493,16 @@ class FramePipeline:
             demand: what to compute: one :class:`OutputDemand` for every camera, one per
                 camera name, or None for every switched-on output.
 
-        Each camera then moves on to its next buffer set (not when the call raises).
-
         Raises:
             ValueError / StageError: as :meth:`predict`.
         """
         demands = [_demand_of(demand, frame.camera, config) for frame in frames]
         wants_labels = any(d.needs_labels(config) for d in demands)
         predictions = self.predict(frames, labels=wants_labels)
-        outputs = [
+        return [
             self.composer(frame.camera).compose(frame, prediction, config, wanted)
             for frame, prediction, wanted in zip(frames, predictions, demands, strict=True)
         ]
-        # Only a call that returned moves on: a failed call's outputs are never published,
-        # so its buffers are free for the next frame.
-        for frame in frames:
-            self._turn[frame.camera] = (self._turn[frame.camera] + 1) % self.buffer_sets
-        return outputs
 
 
 def _demand_of(

@@ -487,8 +487,6 @@ def run_bench(args: argparse.Namespace) -> int:
             variants.append(Variant("this, cpu_spinning", parameters={"cpu_spinning": True}))
         if args.compare_allocator:
             variants.append(Variant("this, untuned malloc", environment={OPT_OUT_VARIABLE: "0"}))
-        if args.compare_serial:
-            variants.append(Variant("this, one thread", parameters={"pipelined_publish": False}))
         if args.compare_tree:
             tree = Path(args.compare_tree)
             if not (tree / "depth_perception" / "nodes" / "mono_depth_node.py").is_file():
@@ -619,11 +617,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also run the node with glibc's allocator left untuned "
         "(DEPTH_PERCEPTION_MALLOC_TUNING=0, see depth_perception.allocator)",
-    )
-    parser.add_argument(
-        "--compare-serial",
-        action="store_true",
-        help="also run the node with pipelined_publish false (publishing on the worker thread)",
     )
     parser.add_argument(
         "--compare-tree",

@@ -27,14 +27,6 @@ each output's publisher for its subscriber count and computes only the outputs s
 with no subscriber at all is not even decoded (``frames_idle``). /diagnostics lists the outputs
 computed for the last frame (``active_outputs``, ``<cam>_active_outputs``).
 
-Pipelined publishing (``pipelined_publish``, default on): a second thread turns frame n's
-outputs into messages and publishes them while the worker decodes and infers frame n + 1.
-``publish()`` holds the GIL for the serialization but inference and the cloud kernel release
-it, so the two overlap on two cores. The outputs take two buffer sets in turn and a frame is
-started only when the older set is published, so no buffer is written while a message that
-keeps it is serialized; frames are published in order, and deactivating publishes what is
-queued before the publishers go.
-
 Parameters: a change is validated as a whole (ranges, then the depth range against the loaded
 checkpoint) into a new frozen ``NodeSettings`` that replaces the old one in one assignment; a
 refused change changes nothing. The worker reads one settings snapshot per batch.
@@ -50,7 +42,6 @@ frames fail on purpose (off by default). SIGINT and SIGTERM end the node cleanly
 from __future__ import annotations
 
 import json
-import queue
 import re
 import threading
 import time
@@ -126,14 +117,8 @@ BACKEND_FAILURE_LIMIT = 3
 FAULT_INJECTION_HELP = (
     "Testing aid: make frames fail on purpose. '' = off; 'inference' or 'postprocess' = raise "
     "in that stage for every frame; 'backend:<name>' = raise in inference while backend <name> "
-    "is active (exercises the fallback to the next backend); 'slow_publish' = wait 10 ms "
-    "before each publish() (widens the window in which a reused buffer overwritten too early "
-    "would show)"
+    "is active (exercises the fallback to the next backend)"
 )
-
-
-SLOW_PUBLISH = "slow_publish"
-SLOW_PUBLISH_S = 0.010
 
 
 CAMERAS_HELP = (
@@ -256,11 +241,6 @@ class MonoDepthNode(LifecycleNode):
         self._slot: LatestFrames[_Frame] = LatestFrames([])
         self._worker: threading.Thread | None = None
         self._running = threading.Event()
-        # pipelined_publish: the publisher thread, its FIFO of computed frames, and one
-        # semaphore unit per output buffer set (taken before a frame, freed once published).
-        self._publisher_thread: threading.Thread | None = None
-        self._to_publish: queue.Queue = queue.Queue()
-        self._free_buffer_sets = threading.Semaphore(1)
         self._inputs: list = []
         self._class_name_publishers: list[object] = []
         self._last_processed = 0.0
@@ -301,9 +281,7 @@ class MonoDepthNode(LifecycleNode):
             self.stats.last_error = f"configure failed: {error}"
             return TransitionCallbackReturn.FAILURE
         self.pipeline = pipeline
-        self._frame_pipeline = FramePipeline(
-            pipeline.predictor, pipeline.palette, buffer_sets=2 if config.pipelined_publish else 1
-        )
+        self._frame_pipeline = FramePipeline(pipeline.predictor, pipeline.palette)
         self.settings = NodeSettings(
             config, self.get_parameter("fault_injection").value, pipeline.predictor.limits
         )
@@ -356,14 +334,6 @@ class MonoDepthNode(LifecycleNode):
                 ),
             ]
         self._running.set()
-        assert self._frame_pipeline is not None  # active implies configured
-        self._free_buffer_sets = threading.Semaphore(self._frame_pipeline.buffer_sets)
-        self._to_publish = queue.Queue()
-        if self._frame_pipeline.buffer_sets > 1:
-            self._publisher_thread = threading.Thread(
-                target=self._publish_queued, name="mono_depth_publisher", daemon=True
-            )
-            self._publisher_thread.start()
         self._worker = threading.Thread(target=self._work, name="mono_depth_worker", daemon=True)
         self._worker.start()
         topics = ", ".join(
@@ -435,10 +405,6 @@ class MonoDepthNode(LifecycleNode):
         if self._worker is not None:
             self._worker.join(timeout=5.0)
             self._worker = None
-        if self._publisher_thread is not None:
-            self._to_publish.put(None)  # after every computed frame: those are published first
-            self._publisher_thread.join(timeout=5.0)
-            self._publisher_thread = None
 
     # ----- parameters -----
     def _read_config(self) -> PerceptionConfig:
@@ -608,63 +574,21 @@ class MonoDepthNode(LifecycleNode):
             prepared.append((camera, frame, ready))
         if not prepared:
             return
-        # A free output buffer set: with pipelined_publish, the older of the two may still be
-        # in a message being serialized by the publisher thread.
-        while not self._free_buffer_sets.acquire(timeout=0.1):
-            if not self._running.is_set():
-                return
-        try:
-            results = frame_pipeline.process([ready for _, _, ready in prepared], config, demands)
-        except BaseException:
-            self._free_buffer_sets.release()
-            raise
+        results = frame_pipeline.process([ready for _, _, ready in prepared], config, demands)
         self._inference_failures = 0
         self._batches += 1
         self._batch_frames += len(prepared)
         self._period_batches += 1
         self._period_batch_frames += len(prepared)
         self._batch_size_max = max(self._batch_size_max, len(prepared))
-        published = [(camera, frame) for camera, frame, _ in prepared]
-        if self._publisher_thread is not None:
-            self._to_publish.put((published, results, config, start))
-        else:
-            self._publish_batch(published, results, config, start)
-
-    def _publish_queued(self) -> None:
-        """The publisher thread: computed batches in order until the None that ends it."""
-        while True:
-            item = self._to_publish.get()
-            if item is None:
-                return
-            try:
-                self._publish_batch(*item)
-            except Exception as error:  # as in the worker: the next frame gets a try
-                self.stats.record_error("publishing", f"{type(error).__name__}: {error}")
-                self.get_logger().error(
-                    f"publishing a frame failed: {type(error).__name__}: {error}",
-                    throttle_duration_sec=1.0,
-                )
-
-    def _publish_batch(
-        self,
-        published: list[tuple[_Camera, _Frame]],
-        results: list[FrameOutputs],
-        config: PerceptionConfig,
-        start: float,
-    ) -> None:
-        """Publish one batch's outputs and count its frames, then free its buffer set."""
-        try:
-            for (camera, frame), outputs in zip(published, results, strict=True):
-                self._publish(camera, frame, outputs, config)
-                outputs.timings_ms["total"] = (time.perf_counter() - start) * 1e3
-                camera.processed += 1
-                camera.period_processed += 1
-                stamp = frame.image.header.stamp
-                now = self.get_clock().now().nanoseconds * 1e-9
-                latency = now - (stamp.sec + stamp.nanosec * 1e-9)
-                self.stats.record_frame(outputs.timings_ms, latency)
-        finally:
-            self._free_buffer_sets.release()
+        for (camera, frame, _), outputs in zip(prepared, results, strict=True):
+            self._publish(camera, frame, outputs, config)
+            outputs.timings_ms["total"] = (time.perf_counter() - start) * 1e3
+            camera.processed += 1
+            camera.period_processed += 1
+            stamp = frame.image.header.stamp
+            now = self.get_clock().now().nanoseconds * 1e-9
+            self.stats.record_frame(outputs.timings_ms, now - (stamp.sec + stamp.nanosec * 1e-9))
 
     def _demand(self, camera: _Camera, config: PerceptionConfig) -> OutputDemand:
         """This frame's outputs: switched on and subscribed (one rcl call per publisher)."""
@@ -683,10 +607,7 @@ class MonoDepthNode(LifecycleNode):
         messages = output_messages(outputs, frame.image.header, scan_frame)
         timings["to_messages"] = (time.perf_counter() - stage) * 1e3
         stage = time.perf_counter()
-        slow = self.settings.fault_injection == SLOW_PUBLISH
         for key, message in messages.items():
-            if slow:
-                time.sleep(SLOW_PUBLISH_S)
             camera.outputs[key].publish(message)
         timings["publish"] = (time.perf_counter() - stage) * 1e3
 
@@ -832,7 +753,7 @@ class MonoDepthNode(LifecycleNode):
 def _valid_fault(value: object) -> bool:
     if not isinstance(value, str):
         return False
-    return value in ("", "inference", "postprocess", SLOW_PUBLISH) or (
+    return value in ("", "inference", "postprocess") or (
         value.startswith("backend:") and len(value) > len("backend:")
     )
 

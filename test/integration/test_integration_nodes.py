@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
@@ -20,7 +18,6 @@ from std_msgs.msg import Header
 
 from depth_perception.apps.processes import start_node, stop_processes
 from depth_perception.nodes.conversions import image_msg_to_array
-from depth_perception.pointcloud import PointFieldSpec, fields_dtype
 
 pytestmark = pytest.mark.integration
 
@@ -330,67 +327,3 @@ def test_unknown_model_leaves_the_node_unconfigured_and_saying_why(ros, tmp_path
     finally:
         harness.close()
         stop_processes([process])
-
-
-@pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "one_thread"])
-def test_every_topic_of_a_frame_comes_from_that_frame_in_order(ros, tmp_path, pipelined):
-    """With publishing on its own thread (or not), a frame's depth and cloud are one frame's.
-
-    The synthetic camera moves, so consecutive frames differ, and ``slow_publish`` makes the
-    publisher the bottleneck (10 ms before each message) so the worker always has the next
-    frame ready: a buffer that frame n + 1 wrote while frame n's messages were still to be
-    published would show as a cloud whose z is not its depth, or as two stamps with the same
-    depth. Every topic's stamps must also arrive in increasing order (frames in order).
-    """
-    namespace = f"/it_order_{int(pipelined)}"
-    source = start_node(
-        "camera_source_node",
-        ros,
-        {"source": "synthetic", "width": WIDTH, "height": HEIGHT, "rate_hz": 60.0, "scene": 5},
-        namespace=namespace,
-        log_path=tmp_path / "camera_source.log",
-    )
-    process = _start_mono_depth(
-        ros,
-        namespace,
-        tmp_path,
-        pipelined_publish=pipelined,
-        points_stride=1,
-        fault_injection="slow_publish",
-    )
-    harness = RosHarness(namespace)
-    try:
-        harness.wait_for(
-            lambda: len(_common_stamps(harness.monitor.by_stamp)) >= 12,
-            120,
-            "12 frames with both depth/image and points",
-        )
-        by_stamp = dict(harness.monitor.by_stamp)
-        for topic in ("depth/image", "points"):
-            arrived = [stamp for (t, stamp) in by_stamp if t == topic]
-            assert arrived == sorted(arrived) and len(set(arrived)) == len(arrived), topic
-        depths = []
-        for stamp in sorted(_common_stamps(by_stamp)):
-            depth = image_msg_to_array(by_stamp[("depth/image", stamp)])
-            cloud = by_stamp[("points", stamp)]
-            fields = [PointFieldSpec(f.name, f.offset, f.datatype, f.count) for f in cloud.fields]
-            points = np.frombuffer(
-                bytes(cloud.data), fields_dtype(fields, cloud.point_step, cloud.is_bigendian)
-            ).reshape(cloud.height, cloud.width)
-            assert points.shape == depth.shape
-            np.testing.assert_array_equal(np.isnan(points["z"]), np.isnan(depth))
-            np.testing.assert_allclose(points["z"], depth, rtol=1e-6, equal_nan=True)
-            depths.append(depth)
-        # Every frame's depth is its own (a frame published with the next one's buffers would
-        # repeat that one's depth).
-        for a, b in itertools.pairwise(depths):
-            assert not np.array_equal(a, b, equal_nan=True)
-    finally:
-        harness.close()
-        stop_processes([process, source])
-
-
-def _common_stamps(by_stamp: dict) -> set[int]:
-    keys = list(dict(by_stamp))  # one copy: the probe's executor thread adds to it
-    depth = {stamp for (topic, stamp) in keys if topic == "depth/image"}
-    return depth & {stamp for (topic, stamp) in keys if topic == "points"}
