@@ -523,7 +523,7 @@ FrameT = TypeVar("FrameT")
 class LatestFrames(Generic[FrameT]):
     """The newest unprocessed frame of each camera; overwriting one counts a drop for it.
 
-    Subscription callbacks ``put``; the worker ``take_all`` s, so a slow model drops old
+    The intake ``put`` s what it takes; the worker ``take_all`` s, so a slow model drops old
     frames instead of queueing latency. A single camera is the camera ``""``.
     """
 
@@ -539,6 +539,12 @@ class LatestFrames(Generic[FrameT]):
                 self.dropped[camera] = self.dropped.get(camera, 0) + 1
             self._frames[camera] = frame
             self._condition.notify()
+
+    def count_dropped(self, camera: str, count: int) -> None:
+        """Count ``count`` frames of ``camera`` dropped before they reached the slot."""
+        if count > 0:
+            with self._condition:
+                self.dropped[camera] = self.dropped.get(camera, 0) + count
 
     def take_all(self, timeout: float) -> dict[str, FrameT]:
         """Every camera's newest frame (waits up to ``timeout`` s for the first one)."""

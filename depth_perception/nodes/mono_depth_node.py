@@ -1,10 +1,11 @@
 """mono_depth: camera image in; depth, camera_info, clouds, labels and a laser scan out.
 
-A managed (lifecycle) node that autostarts by default. Subscription callbacks only store the
-newest frame of each camera; a worker thread processes them, so a slow model drops old frames
-(counted) instead of queueing latency. Every output carries the input image's header. The
-work between a decoded image and the outputs is the core's ``frame_pipeline``; this node only
-converts messages, runs the lifecycle, holds the parameters and the worker thread.
+A managed (lifecycle) node that autostarts by default. A worker thread takes the camera images
+itself (``depth_perception.nodes.intake``: the executor never wakes for them) when it is ready
+for the next frame, keeps the newest of each camera and processes it, so a slow model drops
+old frames (counted) instead of queueing latency. Every output carries the input image's
+header. The work between a decoded image and the outputs is the core's ``frame_pipeline``; this
+node only converts messages, runs the lifecycle, holds the parameters and the worker thread.
 
 Cameras: the node serves a list of cameras and a single camera is the list ``[""]`` (topics
 ``image``, ``camera_info``, ``depth/image`` ...). With ``cameras`` set (e.g.
@@ -60,6 +61,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan, PointCloud2
 from std_msgs.msg import String
 
@@ -81,6 +83,7 @@ from depth_perception.nodes.conversions import (
     image_msg_to_rgb,
     output_messages,
 )
+from depth_perception.nodes.intake import WorkerIntake
 from depth_perception.nodes.parameters import (
     declare_parameters,
     parameter_value,
@@ -190,6 +193,9 @@ class _Camera:
 
     name: str
     camera_info: CameraInfo | None = None
+    # The worker-owned subscriptions (see depth_perception.nodes.intake) while active.
+    image_input: Subscription | None = None
+    info_input: Subscription | None = None
     last_stamp_ns: int | None = None
     outputs: dict[str, object] = field(default_factory=dict)
     received: int = 0
@@ -241,7 +247,7 @@ class MonoDepthNode(LifecycleNode):
         self._slot: LatestFrames[_Frame] = LatestFrames([])
         self._worker: threading.Thread | None = None
         self._running = threading.Event()
-        self._inputs: list = []
+        self._intake: WorkerIntake | None = None
         self._class_name_publishers: list[object] = []
         self._last_processed = 0.0
         self._inference_failures = 0
@@ -312,27 +318,26 @@ class MonoDepthNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         qos_options = QoSOverridingOptions.with_default_policies()
-        self._inputs = []
         # image_transport's compressed plugin publishes <image>/compressed.
         compressed = self.config.image_transport == "compressed"
         image_type, image_suffix = (CompressedImage, "/compressed") if compressed else (Image, "")
+        # The worker takes the images itself, only when it is ready for the next frame.
+        self._intake = intake = WorkerIntake(self)
         for camera in self._cameras.values():
-            self._inputs += [
-                self.create_subscription(
-                    image_type,
-                    camera.topic("image") + image_suffix,
-                    lambda msg, c=camera: self._on_image(c, msg),
-                    qos_profile_sensor_data,
-                    qos_overriding_options=qos_options,
-                ),
-                self.create_subscription(
-                    CameraInfo,
-                    camera.topic("camera_info"),
-                    lambda msg, c=camera: setattr(c, "camera_info", msg),
-                    qos_profile_sensor_data,
-                    qos_overriding_options=qos_options,
-                ),
-            ]
+            camera.image_input = intake.subscribe(
+                image_type,
+                camera.topic("image") + image_suffix,
+                qos_profile_sensor_data,
+                wait=True,
+                qos_overriding_options=qos_options,
+            )
+            camera.info_input = intake.subscribe(
+                CameraInfo,
+                camera.topic("camera_info"),
+                qos_profile_sensor_data,
+                wait=False,
+                qos_overriding_options=qos_options,
+            )
         self._running.set()
         self._worker = threading.Thread(target=self._work, name="mono_depth_worker", daemon=True)
         self._worker.start()
@@ -346,9 +351,7 @@ class MonoDepthNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_worker()
-        for subscription in self._inputs:
-            self.destroy_subscription(subscription)
-        self._inputs = []
+        self._close_intake()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -359,6 +362,7 @@ class MonoDepthNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_worker()
+        self._close_intake()
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -402,9 +406,18 @@ class MonoDepthNode(LifecycleNode):
     def _stop_worker(self) -> None:
         self._running.clear()
         self._slot.clear()
+        if self._intake is not None:
+            self._intake.wake()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
             self._worker = None
+
+    def _close_intake(self) -> None:
+        if self._intake is not None:
+            self._intake.close()
+            self._intake = None
+        for camera in self._cameras.values():
+            camera.image_input = camera.info_input = None
 
     # ----- parameters -----
     def _read_config(self) -> PerceptionConfig:
@@ -485,10 +498,25 @@ class MonoDepthNode(LifecycleNode):
         return NodeSettings(config, fault, limits)
 
     # ----- input -----
-    def _on_image(self, camera: _Camera, msg: Image) -> None:
-        self.stats.received += 1
-        camera.received += 1
-        self._slot.put(camera.name, _Frame(msg, camera.camera_info, time.monotonic()))
+    def _take_inputs(self, intake: WorkerIntake) -> None:
+        """Take every camera's queued images into the slot, with the newest camera_info.
+
+        Each image taken counts as received; an older one replaced in the same take counts as
+        dropped, as one replaced in the slot does.
+        """
+        for camera in self._cameras.values():
+            if camera.image_input is None:
+                continue
+            info, _ = intake.take_newest(camera.info_input)
+            if info is not None:
+                camera.camera_info = info
+            newest, taken = intake.take_newest(camera.image_input)
+            if newest is None:
+                continue
+            self.stats.received += taken
+            camera.received += taken
+            self._slot.count_dropped(camera.name, taken - 1)
+            self._slot.put(camera.name, _Frame(newest, camera.camera_info, time.monotonic()))
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
@@ -498,8 +526,19 @@ class MonoDepthNode(LifecycleNode):
     # ----- processing -----
     def _work(self) -> None:
         """The worker loop: newest frames, rate limit, process, count and log failures."""
+        intake = self._intake
         while self._running.is_set():
-            frames = self._slot.take_all(timeout=0.1)
+            if not intake.wait(timeout_s=0.1) or not self._running.is_set():
+                continue
+            try:
+                self._take_inputs(intake)
+            except Exception as error:  # a shutting-down context: end quietly if stopping
+                if not self._running.is_set() or not rclpy.ok(context=self.context):
+                    return
+                self.stats.record_error("intake", f"{type(error).__name__}: {error}")
+                self._log_error("intake", f"taking camera input failed: {error}")
+                continue
+            frames = self._slot.take_all(timeout=0.0)
             if not frames:
                 continue
             settings = self.settings  # one snapshot for the whole batch
