@@ -487,6 +487,11 @@ def run_bench(args: argparse.Namespace) -> int:
             variants.append(Variant("this, cpu_spinning", parameters={"cpu_spinning": True}))
         if args.compare_allocator:
             variants.append(Variant("this, untuned malloc", environment={OPT_OUT_VARIABLE: "0"}))
+        if args.compare_points_stride:
+            stride = args.compare_points_stride
+            variants.append(
+                Variant(f"this, points_stride {stride}", parameters={"points_stride": stride})
+            )
         if args.compare_tree:
             tree = Path(args.compare_tree)
             if not (tree / "depth_perception" / "nodes" / "mono_depth_node.py").is_file():
@@ -617,6 +622,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also run the node with glibc's allocator left untuned "
         "(DEPTH_PERCEPTION_MALLOC_TUNING=0, see depth_perception.allocator)",
+    )
+    parser.add_argument(
+        "--compare-points-stride",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run the node with points_stride N (a cloud of every N-th pixel)",
     )
     parser.add_argument(
         "--compare-tree",

@@ -64,16 +64,49 @@ class ProcessSample:
     major_faults: int
 
 
+def _stat_fields(path: str) -> list[str]:
+    with open(path, encoding="ascii", errors="replace") as stream:
+        text = stream.read()
+    # The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def thread_group(pid: int, tid: int, name: str) -> str:
+    """Which part of the node a thread is: its main thread runs the rclpy executor, Fast DDS
+    names its threads ``dds.*``, and the rest are the worker (ONNX Runtime runs on the calling
+    thread with one intra-op thread) and any further intra-op threads."""
+    if tid == pid:
+        return "executor"
+    if name.startswith("dds."):
+        return "dds"
+    return "worker"
+
+
+def sample_threads(pid: int) -> dict[str, float]:
+    """CPU seconds so far of a process's threads, summed per :func:`thread_group`.
+
+    Threads that ended take their time with them: compare samples of a steady state only.
+    """
+    groups: dict[str, float] = {}
+    for entry in os.scandir(f"/proc/{pid}/task"):
+        try:
+            with open(f"{entry.path}/comm", encoding="ascii", errors="replace") as stream:
+                name = stream.read().strip()
+            fields = _stat_fields(f"{entry.path}/stat")
+        except OSError:  # the thread ended between the listing and the read
+            continue
+        group = thread_group(pid, int(entry.name), name)
+        groups[group] = groups.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return groups
+
+
 def sample_process(pid: int) -> ProcessSample:
     """Read ``/proc/<pid>/stat`` (Linux).
 
     Raises:
         OSError: the process is gone or there is no /proc.
     """
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stream:
-        text = stream.read()
-    # The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    fields = text[text.rindex(")") + 2 :].split()
+    fields = _stat_fields(f"/proc/{pid}/stat")
     # fields[0] is field 3 (state): minflt = 10, majflt = 12, utime = 14, stime = 15.
     minor, major = int(fields[7]), int(fields[9])
     utime, stime = int(fields[11]), int(fields[12])
@@ -104,6 +137,8 @@ class ModeResult:
     frames: int
     stages: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    # CPU ms per frame of the node's threads by thread_group (executor, worker, dds).
+    cpu_ms_by_thread: dict[str, float] = field(default_factory=dict)
 
 
 def _this_tree() -> Path:
@@ -307,9 +342,11 @@ def _measure_mode(
     time.sleep(min(2.0, max(0.5, args.duration / 5)))
     monitor.reset()
     before = sample_process(node_process.pid)
+    threads_before = sample_threads(node_process.pid)
     start = time.monotonic()
     time.sleep(args.duration)
     after = sample_process(node_process.pid)
+    threads_after = sample_threads(node_process.pid)
     elapsed = time.monotonic() - start
     with monitor.lock:
         times = list(monitor.arrivals[monitor.primary])
@@ -328,6 +365,10 @@ def _measure_mode(
         major_faults_per_frame=(after.major_faults - before.major_faults) / frames,
         frames=frames,
         stages={k[6:-3]: float(v) for k, v in diagnostics.items() if k.startswith("stage_")},
+        cpu_ms_by_thread={
+            group: (threads_after[group] - threads_before.get(group, 0.0)) * 1e3 / frames
+            for group in sorted(threads_after)
+        },
     )
 
 
@@ -378,6 +419,10 @@ def median_result(runs: list[ModeResult]) -> ModeResult:
         major_faults_per_frame=median([r.major_faults_per_frame for r in good]),
         frames=int(median([r.frames for r in good])),
         stages={key: median([r.stages[key] for r in good if key in r.stages]) for key in stages},
+        cpu_ms_by_thread={
+            key: median([r.cpu_ms_by_thread[key] for r in good if key in r.cpu_ms_by_thread])
+            for key in sorted({key for r in good for key in r.cpu_ms_by_thread})
+        },
     )
 
 
@@ -417,6 +462,9 @@ def print_end_to_end(
             if row.error is None and row.stages:
                 stages = ", ".join(f"{k} {v:.2f}" for k, v in row.stages.items())
                 print(f"  node stages, {label}, {mode} (ms): {stages}")
+            if row.error is None and row.cpu_ms_by_thread:
+                threads = ", ".join(f"{k} {v:.2f}" for k, v in row.cpu_ms_by_thread.items())
+                print(f"  node CPU per frame by thread, {label}, {mode} (ms): {threads}")
     labels = list(medians)
     if len(labels) > 1:
         base = labels[0]

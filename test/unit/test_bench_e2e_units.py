@@ -10,7 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from depth_perception.apps.bench_e2e import ModeResult, median_result, sample_process
+from depth_perception.apps.bench_e2e import (
+    ModeResult,
+    median_result,
+    sample_process,
+    sample_threads,
+    thread_group,
+)
 
 
 def test_sample_process_counts_cpu_time_and_page_faults() -> None:
@@ -27,6 +33,33 @@ def test_sample_process_counts_cpu_time_and_page_faults() -> None:
     assert after.minor_faults - before.minor_faults >= pages
     assert after.major_faults >= before.major_faults
     assert after.cpu_s >= before.cpu_s
+
+
+def test_thread_groups_name_the_executor_dds_and_worker_threads() -> None:
+    assert thread_group(100, 100, "python") == "executor"
+    assert thread_group(100, 101, "dds.shm.7411") == "dds"
+    assert thread_group(100, 102, "python") == "worker"
+
+
+def test_sample_threads_charges_a_busy_thread_to_its_group() -> None:
+    import threading
+    import time
+
+    def burn() -> None:
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+
+    before = sample_threads(os.getpid())
+    thread = threading.Thread(target=burn)
+    thread.start()
+    time.sleep(0.2)  # sample while the thread is alive: an ended thread's time is gone
+    while thread.is_alive():
+        during = sample_threads(os.getpid())
+        time.sleep(0.01)
+    thread.join()
+    assert during.get("worker", 0.0) - before.get("worker", 0.0) >= 0.2
+    assert during["executor"] >= before["executor"]
 
 
 def test_sample_process_of_a_process_that_is_gone_raises() -> None:
