@@ -417,7 +417,8 @@ class DepthPredictor:
         depth = _output(buffers, "depth", shape, np.float32)
         _resize_into(network_depth, depth, cv2.INTER_LINEAR)
         # REP 117: never publish a number for "unknown"; NaN also covers non-finite outputs.
-        self._nan_out_of_range(depth, limits)
+        if not _strictly_within(network_depth, limits):
+            self._nan_out_of_range(depth, limits)
         class_ids = None
         logits = outputs.get("seg_logits")
         if logits is not None and labels:
@@ -471,6 +472,18 @@ class DepthPredictor:
         with np.errstate(invalid="ignore"):
             np.sqrt(offset, out=offset)
         np.add(depth, offset, out=depth)
+
+
+def _strictly_within(network_depth: np.ndarray, limits: DepthLimits) -> bool:
+    """Whether every network-resolution depth is finite and inside the limits with a margin.
+
+    Linear resizing only forms convex combinations of neighbouring values, so then every
+    resized pixel is inside too and the full-size range check (~0.27 ms at 640x480, against
+    ~0.01 ms for this min/max at 256x192) can be skipped. The relative margin of 1e-5 covers
+    float32 rounding of the interpolation weights; NaN fails both comparisons.
+    """
+    low, high = float(network_depth.min()), float(network_depth.max())
+    return low >= limits.min_depth * (1.0 + 1e-5) and high <= limits.max_depth * (1.0 - 1e-5)
 
 
 def _output(

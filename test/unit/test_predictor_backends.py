@@ -1,5 +1,6 @@
 """Predictor pre/post-processing, backend choice and fallback, backend parity."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -129,6 +130,30 @@ def test_postprocess_resizes_limits_and_labels():
     predictor.set_depth_limits(0.1, 100.0, 2.0)
     prediction = predictor.predict(rgb, CameraIntrinsics.from_hfov(6, 4, 60.0))
     assert prediction.depth[0, 0] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("case", ["inside", "at_limits", "outside", "nan", "inf"])
+def test_range_check_skipped_only_where_it_cannot_change_a_pixel(case):
+    """The postprocess skips the full-size range check when the network depth is strictly
+    inside the limits; every case must still equal resize-then-check (REP 117)."""
+    rng = np.random.default_rng(7)
+    low = rng.uniform(0.5 + 1e-3, 10.0 - 1e-3, (12, 16)).astype(np.float32)
+    if case == "at_limits":  # neighbours exactly at the limits: interpolation may round past
+        low[:, ::2] = 10.0
+        low[::2, 1::2] = 0.5
+    elif case == "outside":
+        low[3, 4], low[7, 9] = 0.2, 50.0
+    elif case == "nan":
+        low[5, 5] = np.nan
+    elif case == "inf":
+        low[2, 3] = np.inf
+    predictor = DepthPredictor(_description(), ConstantBackend(low, None))
+    rgb = np.zeros((37, 53, 3), np.uint8)  # a non-integer scale: real interpolation weights
+    depth = predictor.predict(rgb, CameraIntrinsics.from_hfov(53, 37, 60.0)).depth
+    expected = cv2.resize(low, (53, 37), interpolation=cv2.INTER_LINEAR)
+    with np.errstate(invalid="ignore"):
+        expected[~((expected >= 0.5) & (expected <= 10.0))] = np.nan
+    np.testing.assert_array_equal(depth, expected)
 
 
 def test_a_refused_depth_range_leaves_the_limits_as_they_were():
