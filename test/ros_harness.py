@@ -30,6 +30,9 @@ NODE_PARAMS = {
     "input_width": 128,
     "input_height": 96,
     "diagnostics_period_s": 0.5,
+    # One point per pixel (the default is 2): the tests check the cloud against the image
+    # pixel by pixel, and one changes the stride at run time.
+    "points_stride": 1,
 }
 
 

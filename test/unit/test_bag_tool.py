@@ -66,6 +66,8 @@ def test_bag_adds_node_outputs_with_input_headers(tmp_path, capsys, storage, dep
             "--depth-topic",
             fixture.topics["depth"],
             "--no-progress",
+            "--points-stride",  # one point per pixel: the cloud is checked pixel by pixel
+            "1",
             *MODEL_OPTIONS,
         ]
     )

@@ -6,6 +6,8 @@ import mmap
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -42,21 +44,21 @@ def test_thread_groups_name_the_executor_dds_and_worker_threads() -> None:
 
 
 def test_sample_threads_charges_a_busy_thread_to_its_group() -> None:
-    import threading
-    import time
+    burned, sampled = threading.Event(), threading.Event()
 
     def burn() -> None:
         end = time.thread_time() + 0.3
         while time.thread_time() < end:
             pass
+        burned.set()
+        sampled.wait(10.0)  # alive until sampled: an ended thread's time is gone
 
     before = sample_threads(os.getpid())
     thread = threading.Thread(target=burn)
     thread.start()
-    time.sleep(0.2)  # sample while the thread is alive: an ended thread's time is gone
-    while thread.is_alive():
-        during = sample_threads(os.getpid())
-        time.sleep(0.01)
+    assert burned.wait(30.0)
+    during = sample_threads(os.getpid())
+    sampled.set()
     thread.join()
     assert during.get("worker", 0.0) - before.get("worker", 0.0) >= 0.2
     assert during["executor"] >= before["executor"]

@@ -104,7 +104,9 @@ def test_outputs_are_composed_from_one_prediction_with_timings():
     pipeline, _ = _pipeline()
     rgb = np.full((24, 32, 3), 100, np.uint8)
     frame = prepare_frame("", rgb, _info(INTRINSICS), 70.0, {"convert_in": 0.5})
-    (out,) = pipeline.process([frame], PerceptionConfig(overlay_alpha=1.0))
+    # points_stride 1: the cloud is compared with the depth pixel by pixel.
+    config = PerceptionConfig(overlay_alpha=1.0, points_stride=1)
+    (out,) = pipeline.process([frame], config)
     assert out.depth.shape == (24, 32) and out.intrinsics == INTRINSICS
     assert out.depth[0, 0] == pytest.approx(1.0, abs=0.05)
     np.testing.assert_array_equal(out.labels[:, :8], 0)

@@ -75,7 +75,8 @@ def _frame():
 
 
 def test_obstacle_cloud_drops_excluded_classes_and_keeps_the_points_layout():
-    config = PerceptionConfig(obstacle_exclude_classes=("floor",))
+    # points_stride 1: the clouds are indexed with the per-pixel labels.
+    config = PerceptionConfig(obstacle_exclude_classes=("floor",), points_stride=1)
     pipeline = _pipeline()
     (out,) = pipeline.process([_frame()], config)
     points, obstacles = out.cloud.points, out.obstacle_cloud.points
