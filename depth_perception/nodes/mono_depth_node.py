@@ -528,15 +528,16 @@ class MonoDepthNode(LifecycleNode):
         """The worker loop: newest frames, rate limit, process, count and log failures."""
         intake = self._intake
         while self._running.is_set():
-            if not intake.wait(timeout_s=0.1) or not self._running.is_set():
-                continue
             try:
+                if not intake.wait(timeout_s=0.1) or not self._running.is_set():
+                    continue
                 self._take_inputs(intake)
             except Exception as error:  # a shutting-down context: end quietly if stopping
                 if not self._running.is_set() or not rclpy.ok(context=self.context):
                     return
                 self.stats.record_error("intake", f"{type(error).__name__}: {error}")
                 self._log_error("intake", f"taking camera input failed: {error}")
+                time.sleep(0.1)  # a lasting fault must not become a busy loop
                 continue
             frames = self._slot.take_all(timeout=0.0)
             if not frames:
