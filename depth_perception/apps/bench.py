@@ -492,8 +492,7 @@ def run_bench(args: argparse.Namespace) -> int:
             variants.append(
                 Variant(f"this, points_stride {stride}", parameters={"points_stride": stride})
             )
-        if args.compare_tree:
-            tree = Path(args.compare_tree)
+        for tree in map(Path, args.compare_tree):
             if not (tree / "depth_perception" / "nodes" / "mono_depth_node.py").is_file():
                 print(f"--compare-tree {tree}: not a checkout of this package")
                 return 2
@@ -632,10 +631,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--compare-tree",
-        default="",
+        action="append",
+        default=[],
         metavar="DIR",
         help="also run the node from another checkout (e.g. a git worktree of an older commit) "
-        "in the same runs, interleaved: before/after side by side",
+        "in the same runs, interleaved: before/after side by side (repeatable)",
     )
     parser.add_argument("--domain-id", type=int, default=None, help="ROS domain (random)")
     parser.add_argument(
