@@ -79,3 +79,20 @@ def test_median_result_is_field_wise_and_skips_failed_runs() -> None:
     assert (median.fps, median.cpu_ms_per_frame, median.stages["inference"]) == (20, 2, 2)
     assert median.error is None
     assert median_result([row(0, 0, "boom")]).error == "boom"
+
+
+def test_model_timings_are_interleaved_round_by_round() -> None:
+    from depth_perception.apps.bench import _time_interleaved
+
+    calls: list[str] = []
+    medians = _time_interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        min_seconds=0.0,
+        min_rounds=4,
+    )
+    assert set(medians) == {"a", "b"}
+    assert all(value >= 0.0 for value in medians.values())
+    # one warm-up call each, then a, b, a, b, ...: neither variant is timed in a block
+    assert calls[:2] == ["a", "b"]
+    assert calls[2:] == ["a", "b"] * ((len(calls) - 2) // 2)
+    assert len(calls) >= 2 + 2 * 4
