@@ -7,7 +7,6 @@ puts test/, the directory of conftest.py, on ``sys.path``); each test module wra
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from std_msgs.msg import Header
 
 from depth_perception.apps.demo import TopicMonitor
 from depth_perception.apps.processes import apply_ros_environment, ros_environment, start_node
+from depth_perception.apps.spinning import BackgroundSpinner
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.nodes.conversions import array_to_image_msg, camera_info_msg
 
@@ -48,8 +48,7 @@ class RosHarness:
         self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = BackgroundSpinner(self.executor)
 
     def wait_for(self, condition, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -73,7 +72,7 @@ class RosHarness:
                     raise
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
 
 

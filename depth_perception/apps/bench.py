@@ -264,6 +264,7 @@ def bench_cameras(
         start_node,
         stop_processes,
     )
+    from depth_perception.apps.spinning import BackgroundSpinner
 
     names = [f"cam{i}" for i in range(count)]
     env = ros_environment(domain_id=random.randint(1, 100))
@@ -337,8 +338,7 @@ def bench_cameras(
     )
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = BackgroundSpinner(executor)
     error = None
     memory: list[tuple[int, int]] = []
     try:
@@ -363,7 +363,7 @@ def bench_cameras(
                 time.sleep(args.duration)
     finally:
         stop_processes(processes)
-        executor.shutdown()
+        spinner.stop()
         for subscription in subscriptions:
             node.destroy_subscription(subscription)
         node.destroy_node()

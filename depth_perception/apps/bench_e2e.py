@@ -35,6 +35,7 @@ from depth_perception.apps.processes import (
     start_node,
     stop_processes,
 )
+from depth_perception.apps.spinning import BackgroundSpinner
 
 # Subscription modes: (label, topics subscribed, the topic whose rate is the frame rate).
 MODES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -278,9 +279,7 @@ def run_variant(
     monitor = _Monitor(node)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    stop = threading.Event()
-    spinner = threading.Thread(target=_spin_until, args=(executor, stop), daemon=True)
-    spinner.start()
+    spinner = BackgroundSpinner(executor)
     results: dict[str, ModeResult] = {}
     try:
         for mode in modes:
@@ -288,33 +287,11 @@ def run_variant(
             if results[mode].error and node_process.poll() is not None:
                 break
     finally:
-        stop.set()
-        spinner.join(timeout=5.0)
+        spinner.stop()
         monitor.unsubscribe()
         stop_processes(processes)
-        executor.shutdown()
         node.destroy_node()
     return results
-
-
-def _spin_until(executor: Any, stop: threading.Event) -> None:
-    """Spin until ``stop``; survive a subscription destroyed while it was in the wait set.
-
-    The monitor swaps its subscriptions between modes from the main thread; rclpy then raises
-    InvalidHandle in the spinning thread, which ``executor.spin`` would die of (and every later
-    mode of the run would receive nothing).
-    """
-    from rclpy._rclpy_pybind11 import InvalidHandle
-
-    while not stop.is_set():
-        try:
-            executor.spin_once(timeout_sec=0.1)
-        except InvalidHandle:
-            continue
-        except Exception:  # the context shut down under us: nothing more to receive
-            if stop.is_set():
-                return
-            raise
 
 
 def _failed(error: str) -> ModeResult:

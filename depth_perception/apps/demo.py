@@ -225,6 +225,8 @@ def run_monitored(args: argparse.Namespace, replay_frames: int = 0) -> dict[str,
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
+    from depth_perception.apps.spinning import BackgroundSpinner
+
     domain = args.domain_id if args.domain_id is not None else random.randint(1, 100)
     env = ros_environment(domain_id=domain)
     apply_ros_environment(env)
@@ -257,8 +259,7 @@ def run_monitored(args: argparse.Namespace, replay_frames: int = 0) -> dict[str,
     monitor = TopicMonitor(node)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = BackgroundSpinner(executor)
     error = None
     try:
         deadline = time.monotonic() + args.startup_timeout
@@ -282,7 +283,7 @@ def run_monitored(args: argparse.Namespace, replay_frames: int = 0) -> dict[str,
         results = monitor.results
         preview = dict(monitor.preview)
         confusion = monitor.confusion
-        executor.shutdown()
+        spinner.stop()
         node.destroy_node()
         rclpy.try_shutdown()
     latency = np.asarray(results.latencies_ms or [np.nan])

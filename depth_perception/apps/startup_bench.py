@@ -114,6 +114,7 @@ def run_startup_bench(args: argparse.Namespace) -> int:
         start_node,
         stop_processes,
     )
+    from depth_perception.apps.spinning import BackgroundSpinner
 
     output = Path(args.output) / "startup"
     output.mkdir(parents=True, exist_ok=True)
@@ -147,8 +148,7 @@ def run_startup_bench(args: argparse.Namespace) -> int:
     subscription = node.create_subscription(Image, f"{NAMESPACE}/depth/image", on_depth, qos)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = BackgroundSpinner(executor)
     load_before = _load()
     runs: list[StartupRun] = []
     try:
@@ -181,7 +181,7 @@ def run_startup_bench(args: argparse.Namespace) -> int:
                 )
     finally:
         stop_processes([camera])
-        executor.shutdown()
+        spinner.stop()
         node.destroy_subscription(subscription)
         node.destroy_node()
         rclpy.try_shutdown()

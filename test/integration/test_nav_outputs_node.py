@@ -44,6 +44,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan, Point
 from std_msgs.msg import String
 
 from depth_perception.apps.processes import stop_processes
+from depth_perception.apps.spinning import BackgroundSpinner
 from depth_perception.nodes.conversions import (
     array_to_image_msg,
     camera_info_msg,
@@ -110,8 +111,7 @@ class Probe:
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.node.create_timer(0.1, self._publish)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = BackgroundSpinner(self.executor)
 
     def _on_classes(self, namespace: str, msg: String) -> None:
         with self.lock:
@@ -176,7 +176,7 @@ class Probe:
         return self.messages[(namespace, topic)]
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
 
 

@@ -28,6 +28,7 @@ from ros_harness import (
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_perception.apps.processes import stop_processes
+from depth_perception.apps.spinning import BackgroundSpinner
 from depth_perception.nodes.conversions import array_to_image_msg, camera_info_msg
 
 pytestmark = pytest.mark.integration
@@ -63,8 +64,7 @@ class Probe:
         self.executor.add_node(self.node)
         self._index = 0
         self.node.create_timer(1 / 15, self._publish_frame)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = BackgroundSpinner(self.executor)
 
     def _publish_frame(self) -> None:
         self._index += 1
@@ -119,7 +119,7 @@ class Probe:
         raise AssertionError(f"active_outputs never settled on {active!r}; last {latest}")
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
 
 

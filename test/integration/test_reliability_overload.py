@@ -23,6 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from depth_perception.apps.processes import stop_processes
+from depth_perception.apps.spinning import BackgroundSpinner
 from depth_perception.camera import CameraIntrinsics
 from depth_perception.nodes.conversions import array_to_image_msg, camera_info_msg
 
@@ -67,8 +68,7 @@ class LeanProbe:
         self.info = camera_info_msg(intrinsics, Header())
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.spinner = BackgroundSpinner(self.executor)
 
     def _on_depth(self, msg: Image) -> None:
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -109,7 +109,7 @@ class LeanProbe:
             time.sleep(0.05)
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.spinner.stop()
         self.node.destroy_node()
 
 
