@@ -27,7 +27,7 @@ class BackgroundSpinner:
     Also a context manager. A subscription destroyed from another thread while it sits in
     the executor's wait set makes rclpy raise ``InvalidHandle`` in the spinning thread;
     the spinner goes on (``executor.spin`` would die of it and nothing more would arrive).
-    Any other error ends the spinning and is kept in :attr:`error` for the caller.
+    Any other error ends the spinning, is printed and is kept in :attr:`error`.
     """
 
     def __init__(self, executor: Any, name: str = "ros-spinner") -> None:
@@ -51,9 +51,10 @@ class BackgroundSpinner:
             except InvalidHandle:
                 continue
             except Exception as error:
-                if not self._stop.is_set():
-                    self.error = error
-                return
+                if self._stop.is_set():
+                    return  # the context went down while stopping: nothing more to receive
+                self.error = error
+                raise  # threading's excepthook prints it, as it would for executor.spin()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop spinning, join the thread, then shut the executor down.
@@ -62,8 +63,7 @@ class BackgroundSpinner:
         Raises RuntimeError if the thread is still inside a callback after ``timeout_s``.
         """
         self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=timeout_s)
+        self._thread.join(timeout=timeout_s)
         if self._thread.is_alive():
             raise RuntimeError(
                 f"the ROS spinner thread did not stop within {timeout_s:.0f} s "
