@@ -45,6 +45,9 @@ SLOW_CODE: dict[str, str] = {
 # Tests slow for another reason: file name -> test name -> why. Names, not marks in the files,
 # so that the tiers can be read (and changed) in one place.
 KNOWN_SLOW: dict[str, dict[str, str]] = {
+    "test_int8_study.py": {
+        "test_quantized_bundled_model_is_int8_and_close_to_float": "two int8 calibrations",
+    },
     "test_trainer.py": {
         "test_ddp_two_cpu_processes_under_torchrun": "2 training processes",
         "test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run": "3 runs, one killed",
