@@ -28,7 +28,7 @@ def _time_it(function: Callable[[], object], min_seconds: float, min_runs: int =
     return float(np.median(samples))
 
 
-def _time_interleaved(
+def time_interleaved(
     functions: dict[str, Callable[[], object]], min_seconds: float, min_rounds: int = 5
 ) -> dict[str, float]:
     """Median milliseconds per call of each function, the functions called in turn.
@@ -80,7 +80,7 @@ def bench_model(pipeline, model, seconds: float, spinning_pipeline=None) -> dict
         name = "onnxruntime_spinning" if other.spinning else "onnxruntime_no_spinning"
         timed[name] = lambda: other.infer(batch)
     # Interleaved: the spinning trade-off is a ~10 % difference, below this VM's drift.
-    results = _time_interleaved(timed, seconds)
+    results = time_interleaved(timed, seconds)
     if label != "torch":
         torch_backend = TorchBackend(model, "cpu")
         results["torch"] = _time_it(lambda: torch_backend.infer(batch), seconds)

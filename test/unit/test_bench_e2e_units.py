@@ -82,10 +82,10 @@ def test_median_result_is_field_wise_and_skips_failed_runs() -> None:
 
 
 def test_model_timings_are_interleaved_round_by_round() -> None:
-    from depth_perception.apps.bench import _time_interleaved
+    from depth_perception.apps.bench import time_interleaved
 
     calls: list[str] = []
-    medians = _time_interleaved(
+    medians = time_interleaved(
         {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
         min_seconds=0.0,
         min_rounds=4,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,28 +160,17 @@ def quantize(fp32: Path, out: Path, source: Any, fp32_heads: bool = False) -> Pa
     return out
 
 
-def time_interleaved(
-    paths: dict[str, Path], shape: tuple[int, ...], threads: int, rounds: int, runs: int
-) -> dict[str, float]:
-    """Median ms per inference of each model, rounds interleaved so drift hits all alike."""
+def time_networks(paths: dict[str, Path], shape: tuple[int, ...], threads: int, seconds: float):
+    """Median ms per inference of each model, called in turn (``bench``'s interleaved timer)."""
+    from depth_perception.apps.bench import time_interleaved
     from depth_perception.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    backends = {
-        name: OnnxRuntimeBackend(path, num_threads=threads, spinning=False)
-        for name, path in paths.items()
-    }
     batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    for backend in backends.values():
-        for _ in range(5):
-            backend.infer(batch)
-    samples: dict[str, list[float]] = {name: [] for name in backends}
-    for _ in range(rounds):
-        for name, backend in backends.items():
-            start = time.perf_counter()
-            for _ in range(runs):
-                backend.infer(batch)
-            samples[name].append((time.perf_counter() - start) * 1e3 / runs)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    calls = {}
+    for name, path in paths.items():
+        backend = OnnxRuntimeBackend(path, num_threads=threads, spinning=False)
+        calls[name] = lambda backend=backend: backend.infer(batch)
+    return time_interleaved(calls, seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/int8_study"))
     parser.add_argument("--calib-frames", type=int, default=64, help="synthetic frames")
     parser.add_argument("--test-length", type=int, default=256, help="synthetic test frames")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--runs", type=int, default=20, help="inferences per round")
+    parser.add_argument("--seconds", type=float, default=1.0, help="timing per model and threads")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -303,13 +290,10 @@ def main(argv: list[str] | None = None) -> int:
 
     shape = (1, 3, height, width)
     load = os.getloadavg()[0]
-    timing = {
-        threads: time_interleaved(paths, shape, threads, args.rounds, args.runs)
-        for threads in (1, 2)
-    }
+    timing = {threads: time_networks(paths, shape, threads, args.seconds) for threads in (1, 2)}
     load_after = os.getloadavg()[0]
     print(
-        f"network ms per inference (median of {args.rounds} interleaved rounds of {args.runs}, "
+        f"network ms per inference (median of interleaved calls, {args.seconds:g} s per model, "
         f"spinning off; load {load:.2f} -> {load_after:.2f}):"
     )
     for name in paths:
