@@ -160,7 +160,9 @@ def quantize(fp32: Path, out: Path, source: Any, fp32_heads: bool = False) -> Pa
     return out
 
 
-def time_networks(paths: dict[str, Path], shape: tuple[int, ...], threads: int, seconds: float):
+def time_networks(
+    paths: dict[str, Path], shape: tuple[int, ...], threads: int, seconds: float
+) -> dict[str, float]:
     """Median ms per inference of each model, called in turn (``bench``'s interleaved timer)."""
     from depth_perception.apps.bench import time_interleaved
     from depth_perception.backends.onnxruntime_backend import OnnxRuntimeBackend
