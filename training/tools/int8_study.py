@@ -133,7 +133,7 @@ def quantize(fp32: Path, out: Path, source: Any, fp32_heads: bool = False) -> Pa
 
     ``fp32_heads`` keeps :func:`output_heads` in float (their inputs still arrive int8).
     """
-    import onnxruntime as ort
+    import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -144,7 +144,7 @@ def quantize(fp32: Path, out: Path, source: Any, fp32_heads: bool = False) -> Pa
 
     prepared = out.with_suffix(".prep.onnx")
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-    input_name = ort.InferenceSession(str(fp32)).get_inputs()[0].name
+    input_name = onnx.load(str(fp32)).graph.input[0].name
     quantize_static(
         str(prepared),
         str(out),
