@@ -115,6 +115,14 @@ OUTPUTS: dict[str, tuple[type, str]] = {
 
 # Consecutive inference failures after which the backend is replaced by the next fallback.
 BACKEND_FAILURE_LIMIT = 3
+# A camera driver publishes camera_info next to each image, but over DDS the first image can
+# arrive before its camera_info (separate topics; best-effort sensor QoS may drop one). Until a
+# camera's first camera_info has arrived, and while its topic has a publisher, an image waits
+# up to FIRST_INFO_WAIT_S for it rather than be published with guessed intrinsics (a cloud
+# at the wrong scale); FIRST_INFO_WAIT_BUDGET_S per camera bounds what a publisher that never
+# sends costs, after which the fallback field of view is used as before.
+FIRST_INFO_WAIT_S = 0.2
+FIRST_INFO_WAIT_BUDGET_S = 1.0
 
 # Values of the ``fault_injection`` parameter, a testing aid for the reliability tests.
 FAULT_INJECTION_HELP = (
@@ -193,6 +201,8 @@ class _Camera:
 
     name: str
     camera_info: CameraInfo | None = None
+    # What is left of the wait for the first camera_info (see FIRST_INFO_WAIT_S).
+    info_wait_left_s: float = FIRST_INFO_WAIT_BUDGET_S
     # The worker-owned subscriptions (see depth_perception.nodes.intake) while active.
     image_input: Subscription | None = None
     info_input: Subscription | None = None
@@ -513,10 +523,27 @@ class MonoDepthNode(LifecycleNode):
             newest, taken = intake.take_newest(camera.image_input)
             if newest is None:
                 continue
+            if camera.camera_info is None and camera.info_wait_left_s > 0:
+                self._await_first_camera_info(intake, camera)
             self.stats.received += taken
             camera.received += taken
             self._slot.count_dropped(camera.name, taken - 1)
             self._slot.put(camera.name, _Frame(newest, camera.camera_info, time.monotonic()))
+
+    def _await_first_camera_info(self, intake: WorkerIntake, camera: _Camera) -> None:
+        """Hold a camera's image briefly for its first camera_info, if someone publishes one."""
+        topic = self.resolve_topic_name(camera.topic("camera_info"))
+        if self.count_publishers(topic) == 0:
+            return  # a camera without camera_info: the fallback, with its warning
+        start = time.monotonic()
+        deadline = start + min(FIRST_INFO_WAIT_S, camera.info_wait_left_s)
+        while self._running.is_set() and time.monotonic() < deadline:
+            time.sleep(0.002)
+            info, _ = intake.take_newest(camera.info_input)
+            if info is not None:
+                camera.camera_info = info
+                break
+        camera.info_wait_left_s -= time.monotonic() - start
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
