@@ -59,6 +59,21 @@ def test_bundled_motorcycle_table(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert figures["spearman"] > 0.6 and figures["metric_abs_rel"] < 0.3, figures
 
 
+def test_input_size_options_reach_the_network(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    default, _ = _run(tmp_path, "--dataset", "middlebury_skimage")
+    resized, _ = _run(tmp_path, "--dataset", "middlebury_skimage", "--width", "288")
+    assert default["input_size"] == [256, 192] and resized["input_size"] == [288, 192]
+    assert "at 288x192" in capsys.readouterr().out
+    model = next(name for name in default["rows"] if name not in ROWS)
+    assert default["rows"][model]["spearman"] != resized["rows"][model]["spearman"]
+    # the baselines do not depend on the network input
+    assert default["rows"]["row prior"] == resized["rows"]["row prior"]
+    assert cli_main(["eval", "--dataset", "middlebury_skimage", "--width", "250"]) == 2
+    assert "multiples of 32" in capsys.readouterr().err
+
+
 def test_middlebury_folder_with_a_row_linear_scene(tmp_path: Path) -> None:
     scenes = fx.write_middlebury_fixture(tmp_path / "mb")
     result, _ = _run(tmp_path, "--dataset", "middlebury", "--root", str(tmp_path / "mb"))

@@ -84,12 +84,19 @@ def baselines() -> list[Entry]:
 
 
 def model_entry(
-    model: nn.Module, meta: CheckpointMeta, name: str, device: torch.device | str = "cpu"
+    model: nn.Module,
+    meta: CheckpointMeta,
+    name: str,
+    device: torch.device | str = "cpu",
+    input_size: tuple[int, int] | None = None,
 ) -> Entry:
-    """A benchmark row for a loaded checkpoint (metric figures when the checkpoint is metric)."""
-    preprocess = Preprocessor(
-        meta.input_width, meta.input_height, tuple(meta.mean), tuple(meta.std)
-    )
+    """A benchmark row for a loaded checkpoint (metric figures when the checkpoint is metric).
+
+    Args:
+        input_size: ``(width, height)`` of the network input; default the checkpoint's.
+    """
+    input_width, input_height = input_size or (meta.input_width, meta.input_height)
+    preprocess = Preprocessor(input_width, input_height, tuple(meta.mean), tuple(meta.std))
 
     canonical = getattr(model, "canonical_focal_px", None)
 
@@ -99,7 +106,7 @@ def model_entry(
         network = model(batch)["depth"][0, 0].float().cpu().numpy()
         height, width = image.shape[:2]
         # the real camera's focal length, as the node's predictor does (camera.focal_scale)
-        network *= np.float32(focal_scale(intrinsics.fx * meta.input_width / width, canonical))
+        network *= np.float32(focal_scale(intrinsics.fx * input_width / width, canonical))
         depth = cv2.resize(network, (width, height), interpolation=cv2.INTER_LINEAR)
         return depth.astype(np.float64)
 
@@ -232,11 +239,14 @@ def main(args: argparse.Namespace) -> int:
     model, meta = load_model(args.checkpoint, device=device)
     label = f"{meta.model} ({_checkpoint_label(args.checkpoint, meta.model)})"
     depth_cap = args.max_depth if args.max_depth is not None else DEFAULT_DEPTH_CAP
-    entries = [model_entry(model, meta, label, device), *baselines()]
+    # --width/--height change the network input as they do for the other data sets.
+    width = args.width or meta.input_width
+    height = args.height or meta.input_height
+    entries = [model_entry(model, meta, label, device, (width, height)), *baselines()]
     result = run_benchmark(dataset, entries, depth_cap=depth_cap)
     print(
         f"zero-shot on {args.dataset} ({result['num_images']} image(s) at their own resolution; "
-        f"checkpoint {args.checkpoint} at {meta.input_width}x{meta.input_height}, "
+        f"checkpoint {args.checkpoint} at {width}x{height}, "
         f"{'metric' if meta.metric else 'relative'} depth)"
     )
     print(
@@ -247,7 +257,12 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = dict(result, checkpoint=str(args.checkpoint), dataset=args.dataset)
+        payload = dict(
+            result,
+            checkpoint=str(args.checkpoint),
+            dataset=args.dataset,
+            input_size=[width, height],
+        )
         path.write_text(json.dumps(_clean(payload), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {path}")
     return 0
