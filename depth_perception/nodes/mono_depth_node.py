@@ -119,10 +119,10 @@ BACKEND_FAILURE_LIMIT = 3
 # arrive before its camera_info (separate topics; best-effort sensor QoS may drop one). Until a
 # camera's first camera_info has arrived, and while its topic has a publisher, an image waits
 # up to FIRST_INFO_WAIT_S for it rather than be published with guessed intrinsics (a cloud
-# at the wrong scale); FIRST_INFO_WAIT_BUDGET_S per camera bounds what a publisher that never
-# sends costs, after which the fallback field of view is used as before.
+# at the wrong scale); only in the FIRST_INFO_WINDOW_S after the camera's first image, so a
+# publisher that never sends costs that once, after which the fallback field of view is used.
 FIRST_INFO_WAIT_S = 0.2
-FIRST_INFO_WAIT_BUDGET_S = 1.0
+FIRST_INFO_WINDOW_S = 1.0
 
 # Values of the ``fault_injection`` parameter, a testing aid for the reliability tests.
 FAULT_INJECTION_HELP = (
@@ -201,8 +201,8 @@ class _Camera:
 
     name: str
     camera_info: CameraInfo | None = None
-    # What is left of the wait for the first camera_info (see FIRST_INFO_WAIT_S).
-    info_wait_left_s: float = FIRST_INFO_WAIT_BUDGET_S
+    # The end of the wait for the first camera_info (see FIRST_INFO_WAIT_S), from the first image.
+    info_wait_until: float | None = None
     # The worker-owned subscriptions (see depth_perception.nodes.intake) while active.
     image_input: Subscription | None = None
     info_input: Subscription | None = None
@@ -523,7 +523,7 @@ class MonoDepthNode(LifecycleNode):
             newest, taken = intake.take_newest(camera.image_input)
             if newest is None:
                 continue
-            if camera.camera_info is None and camera.info_wait_left_s > 0:
+            if camera.camera_info is None:
                 self._await_first_camera_info(intake, camera)
             self.stats.received += taken
             camera.received += taken
@@ -532,18 +532,20 @@ class MonoDepthNode(LifecycleNode):
 
     def _await_first_camera_info(self, intake: WorkerIntake, camera: _Camera) -> None:
         """Hold a camera's image briefly for its first camera_info, if someone publishes one."""
-        topic = self.resolve_topic_name(camera.topic("camera_info"))
-        if self.count_publishers(topic) == 0:
+        now = time.monotonic()
+        if camera.info_wait_until is None:
+            camera.info_wait_until = now + FIRST_INFO_WINDOW_S
+        deadline = min(now + FIRST_INFO_WAIT_S, camera.info_wait_until)
+        if now >= deadline:
+            return  # after the window: one clock read per frame for a camera without one
+        if self.count_publishers(self.resolve_topic_name(camera.topic("camera_info"))) == 0:
             return  # a camera without camera_info: the fallback, with its warning
-        start = time.monotonic()
-        deadline = start + min(FIRST_INFO_WAIT_S, camera.info_wait_left_s)
         while self._running.is_set() and time.monotonic() < deadline:
             time.sleep(0.002)
             info, _ = intake.take_newest(camera.info_input)
             if info is not None:
                 camera.camera_info = info
-                break
-        camera.info_wait_left_s -= time.monotonic() - start
+                return
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
