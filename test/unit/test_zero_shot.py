@@ -86,6 +86,40 @@ def test_middlebury_folder_with_a_row_linear_scene(tmp_path: Path) -> None:
     assert prior["aligned_a1"] == 1.0
 
 
+def test_views_keep_the_camera_consistent_and_bound_the_figures(tmp_path: Path) -> None:
+    from training.data.middlebury import MiddleburyDataset
+    from training.tools.zero_shot import VIEW_NAMES, views_of
+
+    fx.write_middlebury_fixture(tmp_path / "mb")
+    sample = MiddleburyDataset(tmp_path / "mb")[0]
+    views = dict(views_of(sample))
+    assert list(views) == list(VIEW_NAMES)
+    k, w = sample.intrinsics, sample.width
+    mirrored = views["mirrored"]
+    assert mirrored.intrinsics.cx == pytest.approx(w - 1 - k.cx)
+    np.testing.assert_array_equal(mirrored.image[:, 0], sample.image[:, -1])
+    left = views["left cut"]
+    cut = w - left.width
+    assert cut == round(w * 0.03) and left.intrinsics.cx == pytest.approx(k.cx - cut)
+    np.testing.assert_array_equal(left.depth, sample.depth[:, cut:])
+    top = views["top cut"]
+    assert top.intrinsics.cy == pytest.approx(k.cy - (sample.height - top.height))
+
+    result, _ = _run(
+        tmp_path, "--dataset", "middlebury", "--root", str(tmp_path / "mb"), "--views"
+    )
+    spread = result["views"]["rows"]
+    assert result["views"]["names"] == list(VIEW_NAMES)
+    assert result["views"]["per_view"]["as is"] == result["rows"]
+    # inverse depth linear in the row stays so when mirrored or cut: the prior is exact in all
+    assert spread["row prior"]["spearman"] == {"mean": 1.0, "min": 1.0, "max": 1.0}
+    model = next(name for name in spread if name not in ROWS)
+    for key, figure in spread[model].items():
+        per_view = [rows[model][key] for rows in result["views"]["per_view"].values()]
+        assert figure["min"] == min(per_view) and figure["max"] == max(per_view), key
+        assert figure["min"] <= figure["mean"] <= figure["max"]
+
+
 def test_zero_shot_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["eval", "--dataset", "middlebury"]) == 2
     assert "needs --root" in capsys.readouterr().err
@@ -93,3 +127,5 @@ def test_zero_shot_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "takes no --root" in capsys.readouterr().err
     assert cli_main(["eval", "--dataset", "middlebury", "--root", str(tmp_path)]) == 2
     assert "no Middlebury 2014 scene" in capsys.readouterr().err
+    assert cli_main(["eval", "--dataset", "synthetic", "--views"]) == 2
+    assert "--views scores views of real images" in capsys.readouterr().err

@@ -139,6 +139,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="also print the MAE per depth bin of this width, e.g. 1.0",
     )
     parser.add_argument("--max-batches", type=int, default=None)
+    parser.add_argument(
+        "--views",
+        action="store_true",
+        help="zero-shot sets: also score each image mirrored and with 3 %% cut off each edge, "
+        "and print every figure's mean and range over those views",
+    )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the metrics")
 
 

@@ -53,6 +53,10 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         from training.tools.zero_shot import main as zero_shot_main
 
         return zero_shot_main(args)
+    if getattr(args, "views", False):
+        raise ValueError(
+            f"--views scores views of real images: use it with {', '.join(ZERO_SHOT_DATASETS)}"
+        )
 
     from torch.utils.data import DataLoader
 

@@ -113,14 +113,89 @@ def model_entry(
     return Entry(name, predict, metric=bool(meta.metric), median=True)
 
 
+# Views of each image that ``--views`` also scores: mirrored, and VIEW_TRIM of the width or
+# height cut off each edge in turn and half of it off every edge. A real image is one sample of
+# its scene: how far a figure moves under such changes, which leave the scene as it is, says
+# which differences between two models one image can tell apart.
+VIEW_TRIM = 0.03
+VIEW_NAMES: tuple[str, ...] = (
+    "as is",
+    "mirrored",
+    "left cut",
+    "right cut",
+    "top cut",
+    "bottom cut",
+    "all sides cut",
+)
+
+
+def views_of(sample: Any) -> list[tuple[str, Any]]:
+    """``(name, sample)`` for every name of :data:`VIEW_NAMES`, intrinsics kept consistent."""
+    from training.data.augment import crop, hflip
+
+    width, height = sample.width, sample.height
+    dx, dy = round(width * VIEW_TRIM), round(height * VIEW_TRIM)
+    hx, hy = dx // 2, dy // 2
+    views = [
+        sample,
+        hflip(sample),
+        crop(sample, dx, 0, width - dx, height),
+        crop(sample, 0, 0, width - dx, height),
+        crop(sample, 0, dy, width, height - dy),
+        crop(sample, 0, 0, width, height - dy),
+        crop(sample, hx, hy, width - 2 * hx, height - 2 * hy),
+    ]
+    return list(zip(VIEW_NAMES, views, strict=True))
+
+
+def _score(entries: Sequence[Entry], sample: Any, depth_cap: float) -> dict[str, dict[str, float]]:
+    """Every entry's zero-shot figures on one sample."""
+    return {
+        entry.name: zero_shot_metrics(
+            entry.predict(sample.image, sample.intrinsics),
+            sample.depth,
+            sample.valid,
+            metric=entry.metric,
+            median=entry.median,
+            depth_cap=depth_cap,
+        )
+        for entry in entries
+    }
+
+
+def _finite(values: Sequence[float]) -> list[float]:
+    return [v for v in values if math.isfinite(v)]
+
+
+def _mean_rows(
+    records: Sequence[dict[str, Any]], entries: Sequence[Entry]
+) -> dict[str, dict[str, float]]:
+    """Per entry and figure, the mean over the records where it is defined (else NaN)."""
+    rows: dict[str, dict[str, float]] = {}
+    for entry in entries:
+        rows[entry.name] = {}
+        for key in ZERO_SHOT_KEYS:
+            values = _finite([r[entry.name][key] for r in records])
+            rows[entry.name][key] = float(np.mean(values)) if values else float("nan")
+    return rows
+
+
 def run_benchmark(
-    dataset: Any, entries: Sequence[Entry], depth_cap: float = DEFAULT_DEPTH_CAP
+    dataset: Any,
+    entries: Sequence[Entry],
+    depth_cap: float = DEFAULT_DEPTH_CAP,
+    views: bool = False,
 ) -> dict[str, Any]:
     """Score every entry on every sample of ``dataset`` (``training.data`` samples).
 
+    Args:
+        views: Also score every view of :func:`views_of` of each image.
+
     Returns:
         ``{"rows": {name: {key: mean over images (NaN if undefined on all)}}, "per_image":
-        [{"scene": ..., name: figures, ...}], "num_images": n, "depth_cap": depth_cap}``.
+        [{"scene": ..., name: figures, ...}], "num_images": n, "depth_cap": depth_cap}``; with
+        ``views`` also ``"views": {"names": [...], "per_view": {view: rows},
+        "rows": {name: {key: {"mean", "min", "max"} over the views' rows}}}``.
 
     Raises:
         ValueError: the data set is empty or a sample has fewer than two known pixels.
@@ -128,32 +203,36 @@ def run_benchmark(
     if len(dataset) == 0:
         raise ValueError("the data set has no image to score")
     per_image: list[dict[str, Any]] = []
+    by_view: dict[str, list[dict[str, Any]]] = {name: [] for name in VIEW_NAMES[1:]}
     for index in range(len(dataset)):
         sample = dataset[index]
         record: dict[str, Any] = {"scene": sample.meta.get("scene", str(index))}
-        for entry in entries:
-            depth = entry.predict(sample.image, sample.intrinsics)
-            record[entry.name] = zero_shot_metrics(
-                depth,
-                sample.depth,
-                sample.valid,
-                metric=entry.metric,
-                median=entry.median,
-                depth_cap=depth_cap,
-            )
+        record.update(_score(entries, sample, depth_cap))
         per_image.append(record)
-    rows = {}
-    for entry in entries:
-        rows[entry.name] = {}
-        for key in ZERO_SHOT_KEYS:
-            values = [r[entry.name][key] for r in per_image if math.isfinite(r[entry.name][key])]
-            rows[entry.name][key] = float(np.mean(values)) if values else float("nan")
-    return {
-        "rows": rows,
+        if views:
+            for name, view in views_of(sample)[1:]:  # the first view is the image as is
+                by_view[name].append(_score(entries, view, depth_cap))
+    result: dict[str, Any] = {
+        "rows": _mean_rows(per_image, entries),
         "per_image": per_image,
         "num_images": len(per_image),
         "depth_cap": depth_cap,
     }
+    if views:
+        per_view = {VIEW_NAMES[0]: result["rows"]}
+        per_view.update({name: _mean_rows(records, entries) for name, records in by_view.items()})
+        spread: dict[str, dict[str, dict[str, float]]] = {}
+        for entry in entries:
+            spread[entry.name] = {}
+            for key in ZERO_SHOT_KEYS:
+                values = _finite([rows[entry.name][key] for rows in per_view.values()])
+                spread[entry.name][key] = {
+                    "mean": float(np.mean(values)) if values else float("nan"),
+                    "min": min(values, default=float("nan")),
+                    "max": max(values, default=float("nan")),
+                }
+        result["views"] = {"names": list(VIEW_NAMES), "per_view": per_view, "rows": spread}
+    return result
 
 
 _COLUMNS = (
@@ -189,6 +268,31 @@ def format_table(result: dict[str, Any], markdown: bool = False) -> str:
     for name in names:
         values = " ".join(f"{cell(result['rows'][name][k]):>14s}" for k, _ in _COLUMNS)
         lines.append(f"{name:{width}s} {values}")
+    return "\n".join(lines)
+
+
+def format_views_table(result: dict[str, Any]) -> str:
+    """Per predictor, each figure's mean over the views and, on the line below, its range."""
+    views = result["views"]
+    names = list(views["rows"])
+    width = max(len(n) for n in [*names, "predictor"])
+
+    def cells(name: str, what: str) -> str:
+        out = []
+        for key, _ in _COLUMNS:
+            figure = views["rows"][name][key]
+            if not math.isfinite(figure["mean"]):
+                out.append(f"{'-':>14s}")
+            elif what == "mean":
+                out.append(f"{figure['mean']:>14.3f}")
+            else:
+                out.append(f"{figure['min']:.3f}..{figure['max']:.3f}".rjust(14))
+        return " ".join(out)
+
+    lines = [f"{'predictor':{width}s} " + " ".join(f"{t:>14s}" for _, t in _COLUMNS)]
+    for name in names:
+        lines.append(f"{name:{width}s} {cells(name, 'mean')}")
+        lines.append(f"{'  min..max':{width}s} {cells(name, 'range')}")
     return "\n".join(lines)
 
 
@@ -243,7 +347,7 @@ def main(args: argparse.Namespace) -> int:
     width = args.width or meta.input_width
     height = args.height or meta.input_height
     entries = [model_entry(model, meta, label, device, (width, height)), *baselines()]
-    result = run_benchmark(dataset, entries, depth_cap=depth_cap)
+    result = run_benchmark(dataset, entries, depth_cap=depth_cap, views=args.views)
     print(
         f"zero-shot on {args.dataset} ({result['num_images']} image(s) at their own resolution; "
         f"checkpoint {args.checkpoint} at {width}x{height}, "
@@ -254,6 +358,13 @@ def main(args: argparse.Namespace) -> int:
         f"{depth_cap:g} m; Spearman of inverse depth; d1 = delta < 1.25"
     )
     print(format_table(result))
+    if args.views:
+        print(
+            f"\nover {len(VIEW_NAMES)} views of each image ({', '.join(VIEW_NAMES)}; a cut is "
+            f"{VIEW_TRIM:.0%} of the width or height): mean, then min..max. Differences "
+            "between models inside these ranges are within what one image can tell."
+        )
+        print(format_views_table(result))
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
