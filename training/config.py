@@ -67,6 +67,10 @@ class DataConfig:
         random_crop: ``[width, height]`` of a random window cut from each training image
             (loaded at ``width`` x ``height``); validation and inference see whole frames
             (paper b trains on 128x128 / 256x256 crops). None: no crop.
+        random_scale: ``[low, high]`` (1 <= low <= high): each training image is enlarged by
+            a factor drawn log-uniformly from it and a random ``width`` x ``height`` window of
+            it is kept, the intrinsics following (a longer lens, another framing of the same
+            scene). None: the frames as rendered or loaded.
         pseudo_labels: Directory written by ``depth-perception teacher`` (same data set, split
             and size); its dense depth and labels replace the training split's ground truth.
         options: Further keyword arguments of the data set constructor.
@@ -84,6 +88,7 @@ class DataConfig:
     num_workers: int = 0
     augment: bool = True
     random_crop: list[int] | None = None
+    random_scale: list[float] | None = None
     pseudo_labels: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -315,6 +320,11 @@ class ExperimentConfig:
             raise ValueError(
                 f"data.random_crop must be [width, height] within data.width x data.height "
                 f"({self.data.width}x{self.data.height}), got {crop}"
+            )
+        scale = self.data.random_scale
+        if scale is not None and not (len(scale) == 2 and 1.0 <= scale[0] <= scale[1]):
+            raise ValueError(
+                f"data.random_scale must be [low, high] with 1 <= low <= high, got {scale}"
             )
         if not 0 < self.optim.lr_decay <= 1:
             raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.optim.lr_decay}")

@@ -206,6 +206,26 @@ def test_random_crop_cuts_training_windows_and_is_checked():
         config(data={"width": 96, "height": 64, "random_crop": [128, 32]})
 
 
+def test_random_scale_zooms_training_frames_with_the_lens_and_is_checked():
+    from training.data import SeededAugmentation, make_dataset, training_augmentations
+
+    cfg = config(data={"width": 96, "height": 64, "random_scale": [1.2, 1.5], "augment": False})
+    data = make_dataset(cfg.data, "train", length=3)
+    zoomed = SeededAugmentation(data, training_augmentations(cfg.data), seed=0)
+    for index in range(3):
+        whole, view = data[index], zoomed[index]
+        assert view.image.shape == whole.image.shape == (64, 96, 3)
+        factor = view.intrinsics.fx / whole.intrinsics.fx
+        assert 1.2 - 0.02 <= factor <= 1.5 + 0.02  # rounding of the enlarged size
+        assert view.intrinsics.fy / whole.intrinsics.fy == pytest.approx(factor, rel=0.03)
+        # metric depth is resampled, not rescaled: every value is one of the frame's
+        assert np.isin(view.depth[view.valid], whole.depth[whole.valid]).all()
+    with pytest.raises(ValueError, match="random_scale"):
+        config(data={"random_scale": [0.8, 1.2]})
+    with pytest.raises(ValueError, match="random_scale"):
+        config(data={"random_scale": [1.5, 1.2]})
+
+
 def test_a_run_saved_before_new_keys_existed_still_resumes(tmp_path):
     from training.config import config_to_dict
     from training.trainer.run_dir import check_resume_config
@@ -215,6 +235,7 @@ def test_a_run_saved_before_new_keys_existed_still_resumes(tmp_path):
     for key in ("accumulate_steps", "freeze"):
         del saved["train"][key]  # a run written before these keys existed
     del saved["data"]["random_crop"]
+    del saved["data"]["random_scale"]
     check_resume_config(cfg, saved, tmp_path)
     with pytest.raises(ValueError, match=r"train\.accumulate_steps: 1 -> 2"):
         check_resume_config(config(train={"accumulate_steps": 2}), saved, tmp_path)

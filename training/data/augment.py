@@ -308,8 +308,12 @@ def train_transform(
 
 
 def training_augmentations(cfg: DataConfig) -> list[Callable]:
-    """Random crop (``data.random_crop``), flips and photometric jitter of the training split."""
+    """Random zoom (``data.random_scale``), crop (``data.random_crop``), flips and photometric
+    jitter of the training split."""
     transforms: list[Callable] = []
+    if cfg.random_scale is not None:
+        low, high = cfg.random_scale
+        transforms.append(RandomScaleCrop(cfg.width, cfg.height, (float(low), float(high))))
     if cfg.random_crop is not None:
         transforms.append(RandomCrop(*cfg.random_crop))
     if cfg.augment:
