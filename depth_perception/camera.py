@@ -124,3 +124,68 @@ def focal_scale(fx_network: Any, canonical_focal_px: float | None) -> Any:
     if canonical_focal_px is None:
         return 1.0
     return fx_network / float(canonical_focal_px)
+
+
+# Input sizes that :func:`aspect_matched_size` suggests are multiples of this: every registered
+# model's ``input_multiple`` (4, 8 or 32) divides it (the model contract test checks that), so a
+# suggestion is a size every model can take.
+SUGGESTED_SIZE_MULTIPLE = 32
+# Aspect ratios further apart than this (relative) are reported as a squeeze.
+ASPECT_TOLERANCE = 0.05
+
+
+def aspect_matched_size(
+    image_width: int,
+    image_height: int,
+    base_width: int,
+    base_height: int,
+    multiple: int = SUGGESTED_SIZE_MULTIPLE,
+) -> tuple[int, int]:
+    """A network input ``(width, height)`` with the image's aspect ratio and about the pixels
+    of ``base_width x base_height``, both sides multiples of ``multiple``.
+
+    The network input is the image resized to it; when the two aspect ratios differ, every
+    shape the network sees is stretched one way (a 16:9 camera into a 4:3 input: by a third),
+    which no training frame was. Keeping the pixel count keeps the inference cost about the
+    same: 640x480 stays 256x192 for a 256x192 base, 741x500 gets 288x192, 1280x720 288x160.
+
+    Raises:
+        ValueError: a size or ``multiple`` is not positive.
+    """
+    sizes = (image_width, image_height, base_width, base_height, multiple)
+    if min(sizes) < 1:
+        raise ValueError(f"sizes and multiple must be positive, got {sizes}")
+    aspect = image_width / image_height
+    area = base_width * base_height
+    height = max(multiple, round(math.sqrt(area / aspect) / multiple) * multiple)
+    width = max(multiple, round(height * aspect / multiple) * multiple)
+    return int(width), int(height)
+
+
+def aspect_squeeze(
+    image_width: int, image_height: int, input_width: int, input_height: int
+) -> float:
+    """How much resizing the image to the input stretches it: the ratio of the input's aspect
+    ratio to the image's (1.0 = undistorted; 0.75 = a 16:9 image in a 4:3 input)."""
+    return (input_width / input_height) / (image_width / image_height)
+
+
+def aspect_warning(
+    image_width: int, image_height: int, input_width: int, input_height: int
+) -> str | None:
+    """The warning for images squeezed into a network input of another aspect ratio, with the
+    ``input_width`` / ``input_height`` that fix it; None within :data:`ASPECT_TOLERANCE`."""
+    squeeze = aspect_squeeze(image_width, image_height, input_width, input_height)
+    if abs(squeeze - 1.0) <= ASPECT_TOLERANCE:
+        return None
+    width, height = aspect_matched_size(image_width, image_height, input_width, input_height)
+    way = "narrower" if squeeze < 1.0 else "wider"
+    return (
+        f"images of {image_width}x{image_height} (aspect {image_width / image_height:.2f}) are "
+        f"resized to the network input {input_width}x{input_height} (aspect "
+        f"{input_width / input_height:.2f}): the network sees every shape "
+        f"{abs(1.0 - squeeze):.0%} {way} than it is, which no training frame was. Set "
+        f"input_width: {width} and input_height: {height} (the images' aspect ratio, about the "
+        "same cost; `depth-perception eval --dataset middlebury_skimage --keep-aspect` shows "
+        "the difference on a real image)"
+    )

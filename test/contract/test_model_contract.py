@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from depth_perception.camera import SUGGESTED_SIZE_MULTIPLE
 from depth_perception.export import check_onnx_parity, export_onnx
 from depth_perception.models import get_model_info, list_models
 from depth_perception.models.registry import build_model
@@ -70,6 +71,8 @@ def test_contract_attributes(named_model: tuple[str, nn.Module]) -> None:
     name, module = named_model
     info = get_model_info(name)
     assert isinstance(module.input_multiple, int) and module.input_multiple >= 1
+    # the node suggests input sizes in these multiples to every model (aspect_matched_size)
+    assert SUGGESTED_SIZE_MULTIPLE % module.input_multiple == 0, module.input_multiple
     assert isinstance(module.num_classes, int) and module.num_classes >= 0
     assert ("segmentation" in info.tasks) == (module.num_classes > 0)
     assert len(module.class_names) in (0, module.num_classes)

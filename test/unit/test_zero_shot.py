@@ -74,6 +74,25 @@ def test_input_size_options_reach_the_network(
     assert "multiples of 32" in capsys.readouterr().err
 
 
+def test_keep_aspect_scores_the_unsqueezed_input_beside_the_squeezed_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    squeezed, _ = _run(tmp_path, "--dataset", "middlebury_skimage")
+    wide, _ = _run(tmp_path, "--dataset", "middlebury_skimage", "--width", "288")
+    both, _ = _run(tmp_path, "--dataset", "middlebury_skimage", "--keep-aspect")
+    printed = capsys.readouterr().out
+    model = next(name for name in squeezed["rows"] if name not in ROWS)
+    kept = f"{model}, aspect kept"
+    assert list(both["rows"]) == [model, kept, *ROWS]
+    # the squeezed row is the plain run's; Motorcycle is 741x500 (aspect 1.48): kept, it runs at
+    # 288x192 (1.5), which is what --width 288 gives, and nothing like the squeezed 256x192
+    assert both["rows"][model] == squeezed["rows"][model]
+    assert both["rows"][kept] == wide["rows"][model]
+    assert both["rows"][kept] != squeezed["rows"][model]
+    assert "aspect kept: each image at an input of its own aspect ratio" in printed
+    assert "(288x192)" in printed
+
+
 def test_middlebury_folder_with_a_row_linear_scene(tmp_path: Path) -> None:
     scenes = fx.write_middlebury_fixture(tmp_path / "mb")
     result, _ = _run(tmp_path, "--dataset", "middlebury", "--root", str(tmp_path / "mb"))
@@ -128,4 +147,6 @@ def test_zero_shot_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli_main(["eval", "--dataset", "middlebury", "--root", str(tmp_path)]) == 2
     assert "no Middlebury 2014 scene" in capsys.readouterr().err
     assert cli_main(["eval", "--dataset", "synthetic", "--views"]) == 2
-    assert "--views scores views of real images" in capsys.readouterr().err
+    assert "--views scores real images" in capsys.readouterr().err
+    assert cli_main(["eval", "--dataset", "synthetic", "--keep-aspect"]) == 2
+    assert "--keep-aspect scores real images" in capsys.readouterr().err

@@ -29,7 +29,7 @@ import argparse
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from depth_perception.camera import CameraIntrinsics, focal_scale
+from depth_perception.camera import CameraIntrinsics, aspect_matched_size, focal_scale
 from depth_perception.checkpoint import CheckpointMeta
 from depth_perception.metrics import DEFAULT_DEPTH_CAP, ZERO_SHOT_KEYS, zero_shot_metrics
 from depth_perception.predictor import Preprocessor
@@ -59,12 +59,15 @@ class Entry:
         predict: (RGB image, its intrinsics) -> depth at the image's size.
         metric: Score the depth as metres too.
         median: Score it median-scaled too.
+        input_sizes: The network input sizes ``(width, height)`` it has used so far (filled
+            in by model rows; empty for the baselines).
     """
 
     name: str
     predict: DepthFn
     metric: bool = False
     median: bool = True
+    input_sizes: set[tuple[int, int]] = field(default_factory=set)
 
 
 def row_prior(image: np.ndarray, intrinsics: CameraIntrinsics | None = None) -> np.ndarray:
@@ -93,19 +96,37 @@ def model_entry(
     name: str,
     device: torch.device | str = "cpu",
     input_size: tuple[int, int] | None = None,
+    keep_aspect: bool = False,
 ) -> Entry:
     """A benchmark row for a loaded checkpoint (metric figures when the checkpoint is metric).
 
     Args:
         input_size: ``(width, height)`` of the network input; default the checkpoint's.
+        keep_aspect: Per image, use instead the size of the image's aspect ratio with about
+            the pixels of ``input_size`` (``depth_perception.camera.aspect_matched_size``, in
+            multiples of the model's ``input_multiple``), so the image is not squeezed.
     """
-    input_width, input_height = input_size or (meta.input_width, meta.input_height)
-    preprocess = Preprocessor(input_width, input_height, tuple(meta.mean), tuple(meta.std))
+    base_width, base_height = input_size or (meta.input_width, meta.input_height)
+    multiple = int(getattr(model, "input_multiple", 1))
+    preprocessors: dict[tuple[int, int], Preprocessor] = {}
+    used: set[tuple[int, int]] = set()
+
+    def preprocessor(image: np.ndarray) -> Preprocessor:
+        size = (base_width, base_height)
+        if keep_aspect:
+            height, width = image.shape[:2]
+            size = aspect_matched_size(width, height, base_width, base_height, multiple)
+        if size not in preprocessors:
+            preprocessors[size] = Preprocessor(*size, tuple(meta.mean), tuple(meta.std))
+            used.add(size)
+        return preprocessors[size]
 
     canonical = getattr(model, "canonical_focal_px", None)
 
     @torch.no_grad()
     def predict(image: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
+        preprocess = preprocessor(image)
+        input_width = preprocess.width
         batch = torch.from_numpy(preprocess(image)).to(device)
         network = model(batch)["depth"][0, 0].float().cpu().numpy()
         height, width = image.shape[:2]
@@ -114,7 +135,7 @@ def model_entry(
         depth = cv2.resize(network, (width, height), interpolation=cv2.INTER_LINEAR)
         return depth.astype(np.float64)
 
-    return Entry(name, predict, metric=bool(meta.metric), median=True)
+    return Entry(name, predict, metric=bool(meta.metric), median=True, input_sizes=used)
 
 
 # Views of each image that ``--views`` also scores: mirrored, and VIEW_TRIM of the width or
@@ -350,7 +371,12 @@ def main(args: argparse.Namespace) -> int:
     # --width/--height change the network input as they do for the other data sets.
     width = args.width or meta.input_width
     height = args.height or meta.input_height
-    entries = [model_entry(model, meta, label, device, (width, height)), *baselines()]
+    entries = [model_entry(model, meta, label, device, (width, height))]
+    if args.keep_aspect:
+        # Side by side with the squeezed row above: the same network, only the input's shape.
+        kept = f"{label}, aspect kept"
+        entries.append(model_entry(model, meta, kept, device, (width, height), keep_aspect=True))
+    entries += baselines()
     result = run_benchmark(dataset, entries, depth_cap=depth_cap, views=args.views)
     print(
         f"zero-shot on {args.dataset} ({result['num_images']} image(s) at their own resolution; "
@@ -362,6 +388,12 @@ def main(args: argparse.Namespace) -> int:
         f"{depth_cap:g} m; Spearman of inverse depth; d1 = delta < 1.25"
     )
     print(format_table(result))
+    if args.keep_aspect:
+        sizes = sorted(entries[1].input_sizes)
+        print(
+            "aspect kept: each image at an input of its own aspect ratio with about the pixels "
+            f"of {width}x{height} ({', '.join(f'{w}x{h}' for w, h in sizes)}), not squeezed"
+        )
     if args.views:
         print(
             f"\nover {len(VIEW_NAMES)} views of each image ({', '.join(VIEW_NAMES)}; a cut is "
