@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_perception.camera import CameraIntrinsics
+from depth_perception.camera import CameraIntrinsics, aspect_warning
 from depth_perception.classes import IGNORE_LABEL
 from depth_perception.config import BACKENDS, PerceptionConfig, load_config
 from depth_perception.visualize import colorize_depth, colorize_labels, make_panel, overlay
@@ -351,6 +351,7 @@ def run_infer(args: argparse.Namespace) -> InferReport:
     video_size: tuple[int, int] | None = None
     inference_ms = 0.0
     description = pipeline.description
+    sizes_seen: set[tuple[int, int]] = set()
     try:
         for frame in tqdm(
             iter_inputs(args.inputs, args.every, args.max_frames),
@@ -358,6 +359,12 @@ def run_infer(args: argparse.Namespace) -> InferReport:
             disable=bool(getattr(args, "no_progress", False)),
         ):
             h, w = frame.rgb.shape[:2]
+            if (w, h) not in sizes_seen:
+                sizes_seen.add((w, h))
+                squeezed = aspect_warning(w, h, description.input_width, description.input_height)
+                if squeezed is not None:
+                    # tqdm.write keeps the progress bar intact
+                    tqdm.write(f"warning: {squeezed} (here --input-width, --input-height)")
             intrinsics = CameraIntrinsics.from_hfov(w, h, float(args.hfov))
             prediction = pipeline.predictor.predict(frame.rgb, intrinsics)
             inference_ms += prediction.timings_ms.get("inference", 0.0)

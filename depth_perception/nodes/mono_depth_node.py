@@ -66,6 +66,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan, Point
 from std_msgs.msg import String
 
 from depth_perception.allocator import tune_for_large_messages
+from depth_perception.camera import aspect_warning
 from depth_perception.config import PARAMETERS, PARAMETERS_BY_NAME, PerceptionConfig
 from depth_perception.frame_pipeline import (
     FALLBACK,
@@ -203,6 +204,8 @@ class _Camera:
     camera_info: CameraInfo | None = None
     # The end of the wait for the first camera_info (see FIRST_INFO_WAIT_S), from the first image.
     info_wait_until: float | None = None
+    # (width, height) of its last image: a new size is checked against the network's aspect.
+    image_size: tuple[int, int] | None = None
     # The worker-owned subscriptions (see depth_perception.nodes.intake) while active.
     image_input: Subscription | None = None
     info_input: Subscription | None = None
@@ -525,6 +528,9 @@ class MonoDepthNode(LifecycleNode):
                 continue
             if camera.camera_info is None:
                 self._await_first_camera_info(intake, camera)
+            if (newest.width, newest.height) != camera.image_size:
+                camera.image_size = (newest.width, newest.height)
+                self._check_aspect(camera)
             self.stats.received += taken
             camera.received += taken
             self._slot.count_dropped(camera.name, taken - 1)
@@ -546,6 +552,17 @@ class MonoDepthNode(LifecycleNode):
             if info is not None:
                 camera.camera_info = info
                 return
+
+    def _check_aspect(self, camera: _Camera) -> None:
+        """Warn once per camera and size when its images are squeezed into the network input."""
+        width, height = camera.image_size or (0, 0)
+        if width < 1 or height < 1 or self.pipeline is None:
+            return  # an empty image: refused with its own error when it is decoded
+        description = self.pipeline.description
+        text = aspect_warning(width, height, description.input_width, description.input_height)
+        if text is not None:
+            who = f"camera '{camera.name}': " if camera.name else ""
+            self._warn_once(f"aspect:{camera.name}:{width}x{height}", who + text)
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:

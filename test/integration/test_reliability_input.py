@@ -13,6 +13,7 @@ import pytest
 from builtin_interfaces.msg import Time
 from ros_harness import (
     HEIGHT,
+    NODE_PARAMS,
     WIDTH,
     RosHarness,
     ros_session,
@@ -26,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from depth_perception.apps.processes import stop_processes
-from depth_perception.camera import CameraIntrinsics
+from depth_perception.camera import CameraIntrinsics, aspect_matched_size
 from depth_perception.config import PARAMETERS_BY_NAME
 from depth_perception.image_encoding import MAX_IMAGE_PIXELS
 from depth_perception.nodes.conversions import (
@@ -158,6 +159,24 @@ def test_odd_sized_image_is_served(node):
         assert (outputs[topic].width, outputs[topic].height) == (161, 119), topic
     assert (outputs["points"].width, outputs["points"].height) == (161, 119)
     assert np.isfinite(image_msg_to_array(outputs["depth/image"])).mean() > 0.5
+    assert "images of 161x119" not in node.log()  # 1.5 % off 4:3 is no squeeze
+
+
+def test_wide_images_are_served_with_a_warning_naming_an_unsqueezed_input_size(node):
+    # 2:1 into the tests' 128x96 (4:3) network input: shapes a third narrower than they are
+    intrinsics = CameraIntrinsics(fx=120.0, fy=120.0, cx=99.5, cy=49.5, width=200, height=100)
+    outputs = node.serve(_image(2, 200, 100), _info(2, intrinsics), k=intrinsics.matrix)
+    assert (outputs["depth/image"].width, outputs["depth/image"].height) == (200, 100)
+    width, height = aspect_matched_size(
+        200, 100, NODE_PARAMS["input_width"], NODE_PARAMS["input_height"]
+    )
+    assert (width, height) == (128, 64)
+    node.harness.wait_for(lambda: "images of 200x100 (aspect 2.00)" in node.log(), 10, "warning")
+    assert "network input 128x96 (aspect 1.33)" in node.log() and "33% narrower" in node.log()
+    assert f"input_width: {width} and input_height: {height}" in node.log()
+    assert node.log().count("images of 200x100") == 1
+    node.serve(_image(3, 200, 100), _info(3, intrinsics), k=intrinsics.matrix)
+    assert node.log().count("images of 200x100") == 1  # once per size, not per frame
 
 
 def test_row_padding_gives_the_same_depth_as_packed_rows(node):

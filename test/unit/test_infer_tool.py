@@ -58,7 +58,11 @@ def test_infer_writes_panels_depth_files_and_video(tmp_path, capsys):
         ]
     )
     assert rc == 0
-    assert "5 frames" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "5 frames" in printed
+    # 64x48 frames into a 64x64 input are squeezed: warned once (one size), with the fix
+    assert printed.count("warning: images of 64x48 (aspect 1.33)") == 1
+    assert "input_width: 96 and input_height: 64" in printed
     names = ["frame0", "frame1", "clip_000000", "clip_000001", "clip_000002"]
     for name in names:
         panel = cv2.imread(str(out / f"{name}_panel.png"), cv2.IMREAD_UNCHANGED)
