@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_perception.camera import CameraIntrinsics
+from depth_perception.camera import CameraIntrinsics, aspect_matched_size
 from depth_perception.sample_data import (
     SKIMAGE_PHOTOS,
     motorcycle_ground_truth,
@@ -94,6 +94,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hfov", type=float, default=60.0, help="assumed horizontal field of view (deg)"
     )
+    parser.add_argument(
+        "--keep-aspect",
+        action="store_true",
+        help="run each photo at a network input of its own aspect ratio (about the "
+        "checkpoint's pixel count) instead of squeezing it into the checkpoint's size",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,23 +131,34 @@ def _run(args: argparse.Namespace) -> int:
     if args.weights:
         changes["weights"] = args.weights
     pipeline = load_pipeline(PerceptionConfig(**changes))
+    base = (pipeline.description.input_width, pipeline.description.input_height)
+    # one pipeline per network input size (--keep-aspect), the checkpoint's first
+    pipelines = {base: pipeline}
     try:
         for warning in pipeline.warnings:
             print(f"real_panels: {warning}", file=sys.stderr)
 
         def predict(image: np.ndarray) -> np.ndarray:
             h, w = image.shape[:2]
+            size = aspect_matched_size(w, h, *base) if args.keep_aspect else base
+            if size not in pipelines:
+                sized = dict(changes, input_width=size[0], input_height=size[1])
+                pipelines[size] = load_pipeline(PerceptionConfig(**sized))
             intrinsics = CameraIntrinsics.from_hfov(w, h, args.hfov)
-            return pipeline.predictor.predict(image, intrinsics).depth
+            return pipelines[size].predictor.predict(image, intrinsics).depth
 
         panel = render(predict, args.photos, args.label, args.row_height)
     finally:
-        pipeline.close()
+        for each in pipelines.values():
+            each.close()
     output.parent.mkdir(parents=True, exist_ok=True)
     bgr = cv2.cvtColor(panel, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(output), bgr, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise ValueError(f"cannot write {output}")
-    print(f"wrote {output} ({panel.shape[1]}x{panel.shape[0]}): {pipeline.summary()}")
+    sizes = ", ".join(f"{w}x{h}" for w, h in sorted(pipelines))
+    print(
+        f"wrote {output} ({panel.shape[1]}x{panel.shape[0]}, inputs {sizes}): {pipeline.summary()}"
+    )
     return 0
 
 
