@@ -145,7 +145,7 @@ def aspect_matched_size(
     of ``base_width x base_height``, both sides multiples of ``multiple``.
 
     The network input is the image resized to it; when the two aspect ratios differ, every
-    shape the network sees is stretched one way (a 16:9 camera into a 4:3 input: by a third),
+    shape the network sees is squeezed one way (a 16:9 camera into a 4:3 input: a quarter),
     which no training frame was. Keeping the pixel count keeps the inference cost about the
     same: 640x480 stays 256x192 for a 256x192 base, 741x500 gets 288x192, 1280x720 288x160.
 

@@ -528,9 +528,6 @@ class MonoDepthNode(LifecycleNode):
                 continue
             if camera.camera_info is None:
                 self._await_first_camera_info(intake, camera)
-            if (newest.width, newest.height) != camera.image_size:
-                camera.image_size = (newest.width, newest.height)
-                self._check_aspect(camera)
             self.stats.received += taken
             camera.received += taken
             self._slot.count_dropped(camera.name, taken - 1)
@@ -557,7 +554,7 @@ class MonoDepthNode(LifecycleNode):
         """Warn once per camera and size when its images are squeezed into the network input."""
         width, height = camera.image_size or (0, 0)
         if width < 1 or height < 1 or self.pipeline is None:
-            return  # an empty image: refused with its own error when it is decoded
+            return
         description = self.pipeline.description
         text = aspect_warning(width, height, description.input_width, description.input_height)
         if text is not None:
@@ -654,6 +651,10 @@ class MonoDepthNode(LifecycleNode):
                 )
                 continue
             self._check_stamp(camera, frame)
+            size = (rgb.shape[1], rgb.shape[0])  # a CompressedImage tells its size only decoded
+            if size != camera.image_size:
+                camera.image_size = size
+                self._check_aspect(camera)
             ready = prepare_frame(name, rgb, frame.camera_info, config.fallback_hfov_deg)
             self._report_intrinsics(camera, ready.intrinsics, config)
             ready.timings_ms["convert_in"] = (time.perf_counter() - begin) * 1e3
