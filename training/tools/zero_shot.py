@@ -28,8 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ class Entry:
     predict: DepthFn
     metric: bool = False
     median: bool = True
-    input_sizes: set[tuple[int, int]] = field(default_factory=set)
+    input_sizes: Collection[tuple[int, int]] = ()
 
 
 def row_prior(image: np.ndarray, intrinsics: CameraIntrinsics | None = None) -> np.ndarray:
@@ -109,7 +109,6 @@ def model_entry(
     base_width, base_height = input_size or (meta.input_width, meta.input_height)
     multiple = int(getattr(model, "input_multiple", 1))
     preprocessors: dict[tuple[int, int], Preprocessor] = {}
-    used: set[tuple[int, int]] = set()
 
     def preprocessor(image: np.ndarray) -> Preprocessor:
         size = (base_width, base_height)
@@ -118,7 +117,6 @@ def model_entry(
             size = aspect_matched_size(width, height, base_width, base_height, multiple)
         if size not in preprocessors:
             preprocessors[size] = Preprocessor(*size, tuple(meta.mean), tuple(meta.std))
-            used.add(size)
         return preprocessors[size]
 
     canonical = getattr(model, "canonical_focal_px", None)
@@ -135,7 +133,9 @@ def model_entry(
         depth = cv2.resize(network, (width, height), interpolation=cv2.INTER_LINEAR)
         return depth.astype(np.float64)
 
-    return Entry(name, predict, metric=bool(meta.metric), median=True, input_sizes=used)
+    # the keys view follows the dict: the sizes used so far
+    sizes = preprocessors.keys()
+    return Entry(name, predict, metric=bool(meta.metric), median=True, input_sizes=sizes)
 
 
 # Views of each image that ``--views`` also scores: mirrored, and VIEW_TRIM of the width or
