@@ -71,6 +71,12 @@ class DataConfig:
             a factor drawn log-uniformly from it and a random ``width`` x ``height`` window of
             it is kept, the intrinsics following (a longer lens, another framing of the same
             scene). None: the frames as rendered or loaded.
+        aspect_sizes: ``[[width, height], ...]`` network input sizes of other aspect ratios
+            (multiples of the model's ``input_multiple``): each training batch is brought to
+            one of them, drawn per batch, each image keeping the largest window of its aspect
+            ratio at a random position (``training.data.augment.BatchAspect``), so the network
+            learns the unsqueezed inputs of cameras that are not 4:3. Validation stays at
+            ``width`` x ``height``. None: every batch at ``width`` x ``height``.
         pseudo_labels: Directory written by ``depth-perception teacher`` (same data set, split
             and size); its dense depth and labels replace the training split's ground truth.
         options: Further keyword arguments of the data set constructor.
@@ -89,6 +95,7 @@ class DataConfig:
     augment: bool = True
     random_crop: list[int] | None = None
     random_scale: list[float] | None = None
+    aspect_sizes: list[list[int]] | None = None
     pseudo_labels: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -325,6 +332,20 @@ class ExperimentConfig:
         if scale is not None and not (len(scale) == 2 and 1.0 <= scale[0] <= scale[1]):
             raise ValueError(
                 f"data.random_scale must be [low, high] with 1 <= low <= high, got {scale}"
+            )
+        sizes = self.data.aspect_sizes
+        if sizes is not None and not (
+            sizes
+            and all(
+                isinstance(size, list | tuple)
+                and len(size) == 2
+                and all(isinstance(v, int) and v > 0 for v in size)
+                for size in sizes
+            )
+        ):
+            raise ValueError(
+                f"data.aspect_sizes must be a non-empty list of [width, height] of positive "
+                f"integers, got {sizes}"
             )
         if not 0 < self.optim.lr_decay <= 1:
             raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.optim.lr_decay}")

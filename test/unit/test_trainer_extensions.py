@@ -226,6 +226,46 @@ def test_random_scale_zooms_training_frames_with_the_lens_and_is_checked():
         config(data={"random_scale": [1.5, 1.2]})
 
 
+def test_aspect_sizes_give_each_batch_one_unsqueezed_input_size_drawn_reproducibly():
+    from training.data import BatchAspect, make_collate, make_dataset
+    from training.data.augment import aspect_window
+
+    assert aspect_window(256, 192, 16 / 9) == (256, 144)
+    assert aspect_window(256, 192, 1.0) == (192, 192)
+    assert aspect_window(256, 192, 4 / 3) == (256, 192)
+    sizes = [[96, 64], [64, 64], [96, 32]]
+    cfg = config(data={"width": 96, "height": 72, "aspect_sizes": sizes})
+    data = make_dataset(cfg.data, "train", length=12)
+    batcher = BatchAspect(make_collate((0.5,) * 3, (0.25,) * 3), sizes, seed=0)
+    drawn = set()
+    for start in range(0, 12, 2):
+        samples = [data[start], data[start + 1]]
+        batch = batcher(samples)
+        (width, height), _ = batcher.size_for(samples)
+        drawn.add((width, height))
+        assert batch["image"].shape == (2, 3, height, width)
+        assert batch["depth"].shape == (2, 1, height, width)
+        assert batch["labels"].shape == (2, height, width)
+        k = batch["K"]
+        # the window has the input's aspect ratio: square pixels stay square
+        assert torch.allclose(k[:, 0, 0], k[:, 1, 1], rtol=0.03)
+        assert (k[:, 0, 0] >= data[start].intrinsics.fx * min(width / 96, height / 72) - 1).all()
+        again = batcher(samples)  # the same batch draws the same size and windows
+        assert torch.equal(again["image"], batch["image"])
+    assert len(drawn) >= 2  # 6 batches, 3 sizes: drawn per batch, not once
+    for bad in ([], [[96]], [[96, 0]], [[96.5, 64]]):
+        with pytest.raises(ValueError, match="aspect_sizes"):
+            config(data={"aspect_sizes": bad})
+
+
+def test_training_with_aspect_sizes_runs_and_refuses_sizes_off_the_input_multiple(tmp_path):
+    cfg = config(data={"aspect_sizes": [[96, 64], [64, 32]]})
+    result = train(cfg, tmp_path / "aspect", show_progress=False)
+    assert result.progress.global_step == 1
+    with pytest.raises(ValueError, match=r"not multiples of lightweight's input multiple 32"):
+        train(config(data={"aspect_sizes": [[80, 64]]}), tmp_path / "odd", show_progress=False)
+
+
 def test_a_run_saved_before_new_keys_existed_still_resumes(tmp_path):
     from training.config import config_to_dict
     from training.trainer.run_dir import check_resume_config
@@ -236,6 +276,7 @@ def test_a_run_saved_before_new_keys_existed_still_resumes(tmp_path):
         del saved["train"][key]  # a run written before these keys existed
     del saved["data"]["random_crop"]
     del saved["data"]["random_scale"]
+    del saved["data"]["aspect_sizes"]
     check_resume_config(cfg, saved, tmp_path)
     with pytest.raises(ValueError, match=r"train\.accumulate_steps: 1 -> 2"):
         check_resume_config(config(train={"accumulate_steps": 2}), saved, tmp_path)

@@ -21,6 +21,7 @@ from training.data.registry import DATASET_SPECS, DATASETS
 # Everything is imported on first use, so that ``import training.data.registry`` (the table,
 # which the command line's argparse choices read) costs neither torch nor cv2.
 _EXPORTS = {
+    "BatchAspect": "training.data.augment",
     "SeededAugmentation": "training.data.augment",
     "training_augmentations": "training.data.augment",
     "CorruptSampleError": "training.data.base",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -319,6 +320,58 @@ def training_augmentations(cfg: DataConfig) -> list[Callable]:
     if cfg.augment:
         transforms += [RandomHorizontalFlip(0.5), ColorJitter()]
     return transforms
+
+
+def aspect_window(width: int, height: int, aspect: float) -> tuple[int, int]:
+    """Size of the largest window of ``aspect`` (width / height) inside ``width`` x ``height``."""
+    if aspect <= 0 or width < 1 or height < 1:
+        raise ValueError(f"need a positive aspect and size, got {aspect} and {width}x{height}")
+    if width / height > aspect:
+        return max(1, min(width, round(height * aspect))), height
+    return width, max(1, min(height, round(width / aspect)))
+
+
+class BatchAspect:
+    """Collate wrapper that brings each batch to one network input size of ``sizes``.
+
+    The size is drawn once per batch (a batch must share one size); each image then keeps the
+    largest window of that size's aspect ratio at a random position and is resized to it, the
+    intrinsics following (``crop``, ``resize``). The network so sees cameras of several aspect
+    ratios at the inputs the node gives them (``depth_perception.camera.aspect_matched_size``)
+    instead of squeezed frames. The draw is seeded by ``seed`` and the batch's pixels, which the
+    seeded augmentation makes a function of ``(seed, epoch, indices)``: a resumed run draws the
+    same sizes, whichever worker collates.
+
+    Args:
+        collate: The collate function that turns the resized samples into a batch.
+        sizes: ``(width, height)`` choices, drawn uniformly.
+        seed: Run seed.
+    """
+
+    def __init__(self, collate: Callable, sizes: Sequence[Sequence[int]], seed: int) -> None:
+        if not sizes:
+            raise ValueError("BatchAspect needs at least one size")
+        self.collate = collate
+        self.sizes = [(int(w), int(h)) for w, h in sizes]
+        self.seed = int(seed)
+
+    def size_for(self, samples: Sequence[Sample]) -> tuple[tuple[int, int], np.random.Generator]:
+        """The batch's size, and the generator its crops draw from."""
+        key = 0
+        for s in samples:
+            key = zlib.crc32(np.ascontiguousarray(s.image).data, key)
+        rng = np.random.default_rng([self.seed, key])
+        return self.sizes[int(rng.integers(len(self.sizes)))], rng
+
+    def __call__(self, samples: Sequence[Sample]) -> Any:
+        (width, height), rng = self.size_for(samples)
+        out = []
+        for s in samples:
+            cw, ch = aspect_window(s.width, s.height, width / height)
+            x0 = int(rng.integers(0, s.width - cw + 1))
+            y0 = int(rng.integers(0, s.height - ch + 1))
+            out.append(resize(crop(s, x0, y0, cw, ch), width, height))
+        return self.collate(out)
 
 
 class SeededAugmentation(Dataset):

@@ -39,6 +39,7 @@ from depth_perception.checkpoint import (
 )
 from training.config import ExperimentConfig, config_to_dict, save_config, stage_config
 from training.data import (
+    BatchAspect,
     SeededAugmentation,
     class_names_of,
     data_depth_range,
@@ -397,6 +398,16 @@ def train(
     )
     loss_fn = build_objective(cfg, model)
     collate = make_collate(meta.mean, meta.std, getattr(loss_fn, "needs_raw_images", False))
+    train_collate = collate
+    if cfg.data.aspect_sizes:
+        multiple = int(getattr(model, "input_multiple", 1))
+        odd = [size for size in cfg.data.aspect_sizes if size[0] % multiple or size[1] % multiple]
+        if odd:
+            raise ValueError(
+                f"data.aspect_sizes {odd} are not multiples of {cfg.model.name}'s input "
+                f"multiple {multiple}"
+            )
+        train_collate = BatchAspect(collate, cfg.data.aspect_sizes, cfg.train.seed)
     sampler = ResumableSampler(
         train_set, dinfo.world_size, dinfo.rank, shuffle=True, seed=cfg.train.seed
     )
@@ -477,7 +488,7 @@ def train(
             train_set.set_epoch(progress.epoch)
             sampler.set_epoch(progress.epoch)
             sampler.set_skip(progress.step_in_epoch * samples_per_step)
-            loader = make_loader(train_set, cfg, sampler, collate, progress.epoch)
+            loader = make_loader(train_set, cfg, sampler, train_collate, progress.epoch)
             completed = train_one_epoch(ctx, loader)
             if completed:
                 progress.epoch += 1

@@ -105,6 +105,8 @@ _FIXED_ON_RESUME: dict[str, tuple[str, ...]] = {
         "train_length",
         "augment",
         "random_crop",
+        "random_scale",
+        "aspect_sizes",
         "pseudo_labels",
         "options",
     ),
