@@ -77,6 +77,10 @@ class DataConfig:
             ratio at a random position (``training.data.augment.BatchAspect``), so the network
             learns the unsqueezed inputs of cameras that are not 4:3. Validation stays at
             ``width`` x ``height``. None: every batch at ``width`` x ``height``.
+        train_load_size: ``[width, height]`` the training split is loaded (rendered) at before
+            ``aspect_sizes`` cut and resize it; larger than every aspect size, every window is
+            shrunk (sharp, as a camera's images reach the network) rather than enlarged.
+            Needs ``aspect_sizes``. None: ``width`` x ``height``.
         pseudo_labels: Directory written by ``depth-perception teacher`` (same data set, split
             and size); its dense depth and labels replace the training split's ground truth.
         options: Further keyword arguments of the data set constructor.
@@ -96,6 +100,7 @@ class DataConfig:
     random_crop: list[int] | None = None
     random_scale: list[float] | None = None
     aspect_sizes: list[list[int]] | None = None
+    train_load_size: list[int] | None = None
     pseudo_labels: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -347,6 +352,17 @@ class ExperimentConfig:
                 f"data.aspect_sizes must be a non-empty list of [width, height] of positive "
                 f"integers, got {sizes}"
             )
+        load = self.data.train_load_size
+        if load is not None:
+            if not (len(load) == 2 and all(isinstance(v, int) and v >= 8 for v in load)):
+                raise ValueError(
+                    f"data.train_load_size must be [width, height] of integers >= 8, got {load}"
+                )
+            if not sizes or self.data.random_scale or self.data.random_crop:
+                raise ValueError(
+                    "data.train_load_size needs data.aspect_sizes (which bring each batch to a "
+                    "network input size) and neither data.random_scale nor data.random_crop"
+                )
         if not 0 < self.optim.lr_decay <= 1:
             raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.optim.lr_decay}")
         from training.objectives import objective_names

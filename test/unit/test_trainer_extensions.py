@@ -262,6 +262,18 @@ def test_training_with_aspect_sizes_runs_and_refuses_sizes_off_the_input_multipl
     cfg = config(data={"aspect_sizes": [[96, 64], [64, 32]]})
     result = train(cfg, tmp_path / "aspect", show_progress=False)
     assert result.progress.global_step == 1
+    # loaded larger than every aspect size: the windows are shrunk, never enlarged
+    from training.trainer.loop import training_split
+
+    loaded = config(data={"aspect_sizes": [[64, 64], [96, 64]], "train_load_size": [128, 96]})
+    assert training_split(loaded)[0].image.shape == (96, 128, 3)
+    assert training_split(cfg)[0].image.shape == (64, 64, 3)
+    result = train(loaded, tmp_path / "loaded", show_progress=False)
+    assert result.progress.global_step == 1
+    with pytest.raises(ValueError, match=r"needs data\.aspect_sizes"):
+        config(data={"train_load_size": [128, 96]})
+    with pytest.raises(ValueError, match="train_load_size must be"):
+        config(data={"aspect_sizes": [[64, 64]], "train_load_size": [128]})
     with pytest.raises(ValueError, match=r"not multiples of lightweight's input multiple 32"):
         train(config(data={"aspect_sizes": [[80, 64]]}), tmp_path / "odd", show_progress=False)
 
@@ -277,6 +289,7 @@ def test_a_run_saved_before_new_keys_existed_still_resumes(tmp_path):
     del saved["data"]["random_crop"]
     del saved["data"]["random_scale"]
     del saved["data"]["aspect_sizes"]
+    del saved["data"]["train_load_size"]
     check_resume_config(cfg, saved, tmp_path)
     with pytest.raises(ValueError, match=r"train\.accumulate_steps: 1 -> 2"):
         check_resume_config(config(train={"accumulate_steps": 2}), saved, tmp_path)

@@ -15,6 +15,7 @@ unwrapped before saving); ``train.batch_size`` is per process (``training.traine
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -149,6 +150,15 @@ def _log_scalars(ctx: TrainContext, values: dict[str, float], prefix: str) -> No
     for key, value in values.items():
         if value is not None and math.isfinite(value):
             ctx.writer.add_scalar(f"{prefix}/{key}", value, ctx.progress.global_step)
+
+
+def training_split(cfg: ExperimentConfig) -> Any:
+    """The un-augmented training split, at ``data.train_load_size`` where one is set."""
+    data = cfg.data
+    if data.train_load_size:
+        width, height = data.train_load_size
+        data = dataclasses.replace(data, width=width, height=height)
+    return make_dataset(data, cfg.data.train_split, length=cfg.data.train_length)
 
 
 def train_one_epoch(ctx: TrainContext, loader: DataLoader) -> bool:
@@ -375,7 +385,7 @@ def train(
     state = load_resumable_state(cfg, run_dir, resume=resume, restart=restart)
 
     # data
-    train_set = make_dataset(cfg.data, cfg.data.train_split, length=cfg.data.train_length)
+    train_set = training_split(cfg)
     class_names = class_names_of(train_set)
     train_set = SeededAugmentation(train_set, training_augmentations(cfg.data), cfg.train.seed)
     val_set = None

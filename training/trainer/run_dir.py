@@ -107,6 +107,7 @@ _FIXED_ON_RESUME: dict[str, tuple[str, ...]] = {
         "random_crop",
         "random_scale",
         "aspect_sizes",
+        "train_load_size",
         "pseudo_labels",
         "options",
     ),
