@@ -107,23 +107,29 @@ def depth_from_disparity(
     return depth
 
 
-def focal_scale(fx_network: Any, canonical_focal_px: float | None) -> Any:
+def focal_scale(
+    fx_network: Any, canonical_focal_px: float | None, focal_exponent: float = 1.0
+) -> Any:
     """Factor from a model's canonical-focal depth output to metres for a camera.
 
     A model trained over many fields of view predicts the depth that a camera with focal
     length ``canonical_focal_px`` (network-input pixels) would see; a camera whose focal
     length is ``fx_network`` in the same pixels sees that depth times
-    ``fx_network / canonical_focal_px``.
+    ``(fx_network / canonical_focal_px) ** focal_exponent``. The exponent is 1 for a network
+    that follows the focal length exactly; a fitted one (< 1) corrects one that follows it
+    only partly (``depth_perception.models.lightweight``).
 
     Args:
         fx_network: Horizontal focal length(s) in pixels of the network input, i.e. the
             image's ``fx`` times ``input_width / image_width`` (a float, array or tensor).
         canonical_focal_px: The model's ``canonical_focal_px``; None means the output is
             metric as it is (factor 1.0).
+        focal_exponent: The model's ``focal_exponent``.
     """
     if canonical_focal_px is None:
         return 1.0
-    return fx_network / float(canonical_focal_px)
+    ratio = fx_network / float(canonical_focal_px)
+    return ratio if focal_exponent == 1.0 else ratio ** float(focal_exponent)
 
 
 # Input sizes that :func:`aspect_matched_size` suggests are multiples of this: every registered

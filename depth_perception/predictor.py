@@ -36,6 +36,8 @@ class ModelDescription:
     trained: bool
     # Focal length (network-input pixels) the depth output is metric for; None: as it is.
     canonical_focal_px: float | None = None
+    # Exponent of the focal-length factor (``camera.focal_scale``); 1: the plain ratio.
+    focal_exponent: float = 1.0
 
     @property
     def num_classes(self) -> int:
@@ -378,10 +380,12 @@ class DepthPredictor:
         """Factor from the network's depth to metres for a camera with ``intrinsics``.
 
         1.0 unless the model predicts depth for a canonical focal length; then the camera's
-        ``fx`` in network-input pixels over that focal length (``camera.focal_scale``).
+        ``fx`` in network-input pixels over that focal length, to the model's
+        ``focal_exponent`` (``camera.focal_scale``).
         """
         fx_network = intrinsics.fx * self.description.input_width / intrinsics.width
-        return float(focal_scale(fx_network, self.description.canonical_focal_px))
+        d = self.description
+        return float(focal_scale(fx_network, d.canonical_focal_px, d.focal_exponent))
 
     def postprocess(
         self,

@@ -215,6 +215,7 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         min_depth, max_depth, metric = meta.min_depth, meta.max_depth, meta.metric
         # Read from the metadata, not the torch model: the ONNX Runtime path never builds it.
         canonical_focal_px = meta.model_args.get("canonical_focal_px")
+        focal_exponent = float(meta.model_args.get("focal_exponent", 1.0))
         weights_label = str(weights)
     else:
         try:
@@ -238,6 +239,7 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         max_depth = float(getattr(model, "max_depth", 100.0))
         metric = info.metric
         canonical_focal_px = getattr(model, "canonical_focal_px", None)
+        focal_exponent = float(getattr(model, "focal_exponent", 1.0))
         weights_label = "none (random init)"
     if not trained:
         warnings.append(
@@ -264,6 +266,7 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
         metric=bool(metric),
         trained=trained,
         canonical_focal_px=canonical_focal_px,
+        focal_exponent=focal_exponent,
     )
     # Asking torch about CUDA costs its import: only a chain that may use the GPU asks, and
     # only where a GPU may be present at all.

@@ -193,6 +193,7 @@ def evaluate(
 
     base = unwrap_model(model)
     focal = getattr(base, "canonical_focal_px", None)
+    exponent = float(getattr(base, "focal_exponent", 1.0))
     lo = DEFAULT_MIN_CAP if min_depth is None else float(min_depth)
     hi = float(getattr(base, "max_depth", math.inf)) if max_depth is None else float(max_depth)
     if not hi > lo:
@@ -227,7 +228,7 @@ def evaluate(
             if focal is not None:
                 # canonical-focal depth -> metres for each image's own camera (network pixels)
                 fx = batch["K"][:, 0, 0].to(pred.device, pred.dtype)
-                pred = pred * focal_scale(fx, focal).view(-1, 1, 1, 1)
+                pred = pred * focal_scale(fx, focal, exponent).view(-1, 1, 1, 1)
             pred_np = pred[:, 0].float().cpu().numpy()
             gt_np = gt_depth[:, 0].numpy() if gt_depth.dim() == 4 else gt_depth.numpy()
             valid = batch["valid"]

@@ -30,6 +30,13 @@ wall from a long lens far from it, so a network trained over many fields of view
 metric for a known focal length; the predictor, the evaluation and the loss apply the factor
 (``depth_perception.camera.focal_scale``). None: the output is metric for the training cameras
 as it is.
+
+``focal_exponent`` (default 1): the factor becomes ``(f / canonical_focal_px) ** focal_exponent``.
+A network cannot see the focal length, so it only partly follows it: on its own synthetic
+validation frames the bundled model read narrow lenses long and wide ones short, its depth
+error growing as ``(f / canonical_focal_px) ** 0.25``. An exponent fitted on such frames
+(``python -m training.tools.focal_calibration``) takes that trend out; training uses the same
+factor for its targets, so a fine-tune keeps the checkpoint's exponent consistent.
 """
 
 from __future__ import annotations
@@ -157,6 +164,7 @@ class LightweightDepthNet(DepthModel):
         encoder_weights: str | Path | None = None,
         upsample: str = "bilinear",
         canonical_focal_px: float | None = None,
+        focal_exponent: float = 1.0,
     ) -> None:
         """Build the network.
 
@@ -172,6 +180,7 @@ class LightweightDepthNet(DepthModel):
                 (the paper's PixelShuffle; checkpoints from before this option).
             canonical_focal_px: Focal length in network-input pixels for which the depth
                 output is metric (see the module docstring); None: no focal rescaling.
+            focal_exponent: Exponent of the focal-length factor (module docstring), in (0, 2].
         """
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
@@ -190,6 +199,8 @@ class LightweightDepthNet(DepthModel):
             math.isfinite(canonical_focal_px) and canonical_focal_px > 0
         ):
             raise ValueError(f"canonical_focal_px must be > 0 or None, got {canonical_focal_px}")
+        if not (math.isfinite(focal_exponent) and 0 < focal_exponent <= 2):
+            raise ValueError(f"focal_exponent must be in (0, 2], got {focal_exponent}")
 
         self.input_multiple = INPUT_MULTIPLE
         self.num_classes = num_classes
@@ -203,6 +214,7 @@ class LightweightDepthNet(DepthModel):
         self.decoder_blocks = decoder_blocks
         self.upsample = upsample
         self.canonical_focal_px = None if canonical_focal_px is None else float(canonical_focal_px)
+        self.focal_exponent = float(focal_exponent)
 
         features = mobilenet_v2(weights=None, width_mult=WIDTH_MULT).features
         self.encoder = nn.Sequential(*list(features)[:_ENCODER_LAYERS])
@@ -355,6 +367,7 @@ def lightweight(
     decoder_blocks: int = 4,
     upsample: str = "bilinear",
     canonical_focal_px: float | None = None,
+    focal_exponent: float = 1.0,
 ) -> LightweightDepthNet:
     """Paper d's L model; ``decoder_blocks`` < 4 gives the M/S/XS architectures."""
     return LightweightDepthNet(
@@ -365,6 +378,7 @@ def lightweight(
         encoder_weights,
         upsample,
         canonical_focal_px,
+        focal_exponent,
     )
 
 
@@ -380,6 +394,7 @@ def lightweight_m(
     encoder_weights: str | None = None,
     upsample: str = "bilinear",
     canonical_focal_px: float | None = None,
+    focal_exponent: float = 1.0,
 ) -> LightweightDepthNet:
     """Paper d's M model: L without D4."""
     return LightweightDepthNet(
@@ -390,6 +405,7 @@ def lightweight_m(
         encoder_weights,
         upsample,
         canonical_focal_px,
+        focal_exponent,
     )
 
 
@@ -405,6 +421,7 @@ def lightweight_s(
     encoder_weights: str | None = None,
     upsample: str = "bilinear",
     canonical_focal_px: float | None = None,
+    focal_exponent: float = 1.0,
 ) -> LightweightDepthNet:
     """Paper d's S model: L without D3 and D4."""
     return LightweightDepthNet(
@@ -415,6 +432,7 @@ def lightweight_s(
         encoder_weights,
         upsample,
         canonical_focal_px,
+        focal_exponent,
     )
 
 
@@ -430,6 +448,7 @@ def lightweight_xs(
     encoder_weights: str | None = None,
     upsample: str = "bilinear",
     canonical_focal_px: float | None = None,
+    focal_exponent: float = 1.0,
 ) -> LightweightDepthNet:
     """Paper d's XS model: D1 only."""
     return LightweightDepthNet(
@@ -440,4 +459,5 @@ def lightweight_xs(
         encoder_weights,
         upsample,
         canonical_focal_px,
+        focal_exponent,
     )

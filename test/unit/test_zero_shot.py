@@ -53,10 +53,10 @@ def test_bundled_motorcycle_table(tmp_path: Path, capsys: pytest.CaptureFixture[
     figures = rows[model]
     assert all(figures[k] is not None for k in figures)
     assert -1.0 <= figures["spearman"] <= 1.0 and 0.0 <= figures["aligned_a1"] <= 1.0
-    # The bundled default sees this real scene (Spearman 0.665, metric AbsRel 0.252 when it was
-    # bundled; the weights before issue 14 scored -0.059 and 0.402): a re-bundle that loses
-    # that fails here.
-    assert figures["spearman"] > 0.6 and figures["metric_abs_rel"] < 0.3, figures
+    # The bundled default sees this real scene (Spearman 0.665; metric AbsRel 0.203 since its
+    # focal exponent was fitted, 0.252 before; the weights before issue 14 scored -0.059 and
+    # 0.402): a re-bundle that loses that fails here.
+    assert figures["spearman"] > 0.6 and figures["metric_abs_rel"] < 0.25, figures
 
 
 def test_input_size_options_reach_the_network(

@@ -140,9 +140,11 @@ def view_synthesis_loss(
 
 def metric_factor(model: nn.Module, k: torch.Tensor) -> torch.Tensor:
     """``(B, 1, 1, 1)`` factor from the model's output to metric depth for intrinsics ``k``
-    (network-input pixels): ``fx / canonical_focal_px``, or 1 for a model without one."""
-    focal = getattr(unwrap(model), "canonical_focal_px", None)
-    factor = focal_scale(k[:, 0, 0], focal)
+    (network-input pixels): ``(fx / canonical_focal_px) ** focal_exponent``, or 1 for a model
+    without a canonical focal length."""
+    base = unwrap(model)
+    focal = getattr(base, "canonical_focal_px", None)
+    factor = focal_scale(k[:, 0, 0], focal, float(getattr(base, "focal_exponent", 1.0)))
     if not isinstance(factor, torch.Tensor):
         factor = torch.full((k.shape[0],), float(factor))
     return factor.to(k.dtype).view(-1, 1, 1, 1)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from depth_perception.camera import focal_scale
 from training.objectives import register_objective, unwrap
 from training.objectives.losses import (
     LossTerms,
@@ -52,7 +53,8 @@ class SupervisedObjective:
 
 def canonical_targets(model: nn.Module, data: dict[str, Any]) -> Any:
     """``data["depth"]``, or for a model with ``canonical_focal_px`` the depth its canonical
-    camera would see (``depth * canonical_focal_px / fx`` per image; invalid pixels stay 0).
+    camera would see (``depth / camera.focal_scale(fx, ...)`` per image, i.e. ``depth *
+    canonical_focal_px / fx`` for the default ``focal_exponent`` 1; invalid pixels stay 0).
 
     Raises:
         ValueError: the model has a canonical focal length but the batch carries no ``K``.
@@ -65,7 +67,8 @@ def canonical_targets(model: nn.Module, data: dict[str, Any]) -> Any:
         raise ValueError("a model with canonical_focal_px needs the batch's intrinsics 'K'")
     fx = data["K"][:, 0, 0].to(depth.device, depth.dtype)
     shape = (-1,) + (1,) * (depth.dim() - 1)
-    return depth * (float(focal) / fx).view(shape)
+    exponent = float(getattr(unwrap(model), "focal_exponent", 1.0))
+    return depth / focal_scale(fx, float(focal), exponent).view(shape)
 
 
 class GradientMatchingObjective(SupervisedObjective):

@@ -57,8 +57,8 @@ class OnnxModule(nn.Module):
     """An ONNX Runtime session behind the ``nn.Module`` interface the evaluators call.
 
     ``forward`` returns the export's outputs by name as CPU tensors; the attributes the
-    evaluators read from a model (``canonical_focal_px``, ``max_depth``) are copied from the
-    torch model the export was made from.
+    evaluators read from a model (``canonical_focal_px``, ``focal_exponent``, ``max_depth``) are
+    copied from the torch model the export was made from.
     """
 
     def __init__(self, onnx_path: Path, reference: nn.Module, threads: int = 2) -> None:
@@ -66,7 +66,7 @@ class OnnxModule(nn.Module):
         from depth_perception.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         self.backend = OnnxRuntimeBackend(onnx_path, num_threads=threads, spinning=False)
-        for name in ("canonical_focal_px", "max_depth"):
+        for name in ("canonical_focal_px", "focal_exponent", "max_depth"):
             if hasattr(reference, name):
                 setattr(self, name, getattr(reference, name))
 

@@ -120,6 +120,7 @@ def model_entry(
         return preprocessors[size]
 
     canonical = getattr(model, "canonical_focal_px", None)
+    exponent = float(getattr(model, "focal_exponent", 1.0))
 
     @torch.no_grad()
     def predict(image: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
@@ -129,7 +130,8 @@ def model_entry(
         network = model(batch)["depth"][0, 0].float().cpu().numpy()
         height, width = image.shape[:2]
         # the real camera's focal length, as the node's predictor does (camera.focal_scale)
-        network *= np.float32(focal_scale(intrinsics.fx * input_width / width, canonical))
+        fx_network = intrinsics.fx * input_width / width
+        network *= np.float32(focal_scale(fx_network, canonical, exponent))
         depth = cv2.resize(network, (width, height), interpolation=cv2.INTER_LINEAR)
         return depth.astype(np.float64)
 
