@@ -202,16 +202,21 @@ def bench_cloud_message(
     return result
 
 
+def _small_ms(value: float | str) -> str:
+    """Milliseconds with two decimals, or four below 0.1 ms (a small camera's memcpy)."""
+    return f"{float(value):.2f}" if float(value) >= 0.1 else f"{float(value):.4f}"
+
+
 def cloud_message_line(cloud: dict[str, float | str]) -> str:
     """The bench's line for :func:`bench_cloud_message`'s figures."""
     line = (
-        f"cloud build + message {cloud['build_message']:.2f} ms vs memcpy of the same "
-        f"{cloud['megabytes']:.1f} MB {cloud['memcpy']:.2f} ms: "
+        f"cloud build + message {_small_ms(cloud['build_message'])} ms vs memcpy of the same "
+        f"{cloud['megabytes']:.1f} MB {_small_ms(cloud['memcpy'])} ms: "
         f"{cloud['build_message'] / cloud['memcpy']:.1f}x, {cloud['kernel']} kernel"
     )
     if "build_message_numpy" in cloud:
         line += (
-            f" (numpy path {cloud['build_message_numpy']:.2f} ms, "
+            f" (numpy path {_small_ms(cloud['build_message_numpy'])} ms, "
             f"{cloud['build_message_numpy'] / cloud['memcpy']:.1f}x)"
         )
     return line + (

@@ -179,5 +179,6 @@ def test_metric_factor_follows_the_canonical_focal_length() -> None:
     model, meta = load_model(START)
     k = torch.tensor([[[91.4, 0, 47.5], [0, 91.4, 31.5], [0, 0, 1]]]).float()
     focal = meta.model_args.get("canonical_focal_px")
-    expected = 1.0 if focal is None else 91.4 / focal
+    exponent = meta.model_args.get("focal_exponent", 1.0)
+    expected = 1.0 if focal is None else (91.4 / focal) ** exponent
     assert float(metric_factor(model, k)) == pytest.approx(expected)

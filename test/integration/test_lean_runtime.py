@@ -113,6 +113,7 @@ def _torch_built_predictor(weights: Path, tmp_path: Path):
         metric=meta.metric,
         trained=True,
         canonical_focal_px=meta.model_args.get("canonical_focal_px"),
+        focal_exponent=meta.model_args.get("focal_exponent", 1.0),
     )
     return DepthPredictor(description, OnnxRuntimeBackend(path, num_threads=1)), model
 

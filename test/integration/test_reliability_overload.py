@@ -135,8 +135,10 @@ class RssSampler:
 
 
 def test_overload_keeps_latency_bounded_counts_drops_and_holds_memory(ros, tmp_path):
+    # 512x384 (4x the bundled input's pixels): a fast machine runs 256x192 at ~200 fps, which
+    # the probe's 400 Hz ceiling cannot overload by OVERLOAD_FACTOR.
     process = start_mono_depth(
-        ros, NAMESPACE, tmp_path, input_width=256, input_height=192, diagnostics_period_s=1.0
+        ros, NAMESPACE, tmp_path, input_width=512, input_height=384, diagnostics_period_s=1.0
     )
     probe = LeanProbe()
     try:

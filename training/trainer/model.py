@@ -7,12 +7,17 @@ from typing import Any
 
 from torch import nn
 
-from depth_perception.checkpoint import load_model
+from depth_perception.checkpoint import checkpoint_paths, load_model, read_metadata_file
 from depth_perception.models import build_model, get_model_info
 from training.config import ExperimentConfig
 from training.objectives import build_objective
 from training.objectives.losses import MultiScaleDepthSegLoss, MultitaskLoss
 from training.trainer.optim import freeze_parameters
+
+# Model arguments that belong to the weights rather than to the recipe: a fine-tune from a
+# checkpoint keeps them unless its recipe sets them (the focal exponent is fitted to the
+# weights, ``training.tools.focal_calibration``; its targets use the same factor).
+_CARRIED_FROM_INIT = ("focal_exponent",)
 
 
 def build_training_model(
@@ -33,6 +38,11 @@ def build_training_model(
             args["min_depth"] = float(depth_range[0])
         if "max_depth" in defaults and "max_depth" not in args:
             args["max_depth"] = float(depth_range[1])
+    if cfg.model.init_checkpoint:
+        init_meta, _ = read_metadata_file(checkpoint_paths(cfg.model.init_checkpoint)[1])
+        for key in _CARRIED_FROM_INIT:
+            if key in defaults and key not in args and key in init_meta.model_args:
+                args[key] = init_meta.model_args[key]
     model = build_model(cfg.model.name, **args)
     n_classes = int(getattr(model, "num_classes", 0))
     if n_classes and class_names:
