@@ -127,11 +127,12 @@ def image_log_ratios(
 
 def calibrate(
     checkpoint: str | Path, config_path: str | Path, *, length: int | None = None
-) -> tuple[FocalFit, Any]:
+) -> tuple[FocalFit, Any, torch.nn.Module]:
     """Fit the exponent of ``checkpoint`` on the ``val_split`` of ``config_path``'s data.
 
     Returns:
-        ``(fit, metadata)``: the metadata is the checkpoint's with ``focal_exponent`` set.
+        ``(fit, metadata, model)``: the checkpoint's metadata and model (same weights) with
+        ``focal_exponent`` set, ready for ``save_checkpoint``.
     """
     from depth_perception.checkpoint import load_model
     from training.config import load_config
@@ -147,10 +148,12 @@ def calibrate(
     fit = fit_focal_exponent(*image_log_ratios(model, loader))
     if not 0 < fit.exponent <= 2:
         raise ValueError(f"the fitted exponent {fit.exponent:.3f} is outside (0, 2]: not used")
-    args = {**meta.model_args, "focal_exponent": round(fit.exponent, 4)}
+    exponent = round(fit.exponent, 4)
+    model.focal_exponent = exponent
+    args = {**meta.model_args, "focal_exponent": exponent}
     split = {"config": str(config_path), "split": cfg.data.val_split, "frames": frames}
     extra = {**meta.extra, "focal_calibration": {**fit.to_dict(), **split}}
-    return fit, dataclasses.replace(meta, model_args=args, extra=extra)
+    return fit, dataclasses.replace(meta, model_args=args, extra=extra), model
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -165,10 +168,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from depth_perception.checkpoint import load_checkpoint, save_checkpoint
-    from depth_perception.models import build_model
+    from depth_perception.checkpoint import save_checkpoint
 
-    fit, meta = calibrate(args.checkpoint, args.config, length=args.length)
+    fit, meta, model = calibrate(args.checkpoint, args.config, length=args.length)
     low, high = fit.focal_ratio_range
     print(
         f"focal_exponent {fit.exponent:.4f} +- {fit.exponent_se:.4f} over {fit.images} images "
@@ -180,9 +182,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         given = list(argv) if argv is not None else sys.argv[1:]
         command = shlex.join(["python", "-m", "training.tools.focal_calibration", *given])
         meta.extra["focal_calibration"]["command"] = command
-        _, state = load_checkpoint(args.checkpoint)
-        model = build_model(meta.model, **meta.model_args)
-        model.load_state_dict(state, strict=True)
         path = save_checkpoint(args.output, model, meta)
         print(f"wrote {path}")
 
