@@ -186,12 +186,21 @@ def aspect_warning(
         return None
     width, height = aspect_matched_size(image_width, image_height, input_width, input_height)
     way = "narrower" if squeeze < 1.0 else "wider"
-    return (
+    text = (
         f"images of {image_width}x{image_height} (aspect {image_width / image_height:.2f}) are "
         f"resized to the network input {input_width}x{input_height} (aspect "
         f"{input_width / input_height:.2f}): the network sees every shape "
-        f"{abs(1.0 - squeeze):.0%} {way} than it is, which no training frame was. Set "
-        f"input_width: {width} and input_height: {height} (the images' aspect ratio, about the "
-        "same cost; `depth-perception eval --dataset middlebury_skimage --keep-aspect` shows "
-        "the difference on a real image)"
+        f"{abs(1.0 - squeeze):.0%} {way} than it is, which no training frame was. "
+    )
+    if (width, height) == (input_width, input_height):
+        # e.g. 5:4 at 256x192: no size on the multiple-of-32 grid near this pixel count fits.
+        return text + (
+            f"No input in multiples of {SUGGESTED_SIZE_MULTIPLE} with about as many pixels "
+            "has a closer aspect ratio; a larger input_width/input_height may"
+        )
+    return text + (
+        f"Set input_width: {width} and input_height: {height} (the images' aspect ratio, about "
+        "the same cost; match_camera_aspect does this by itself on a backend that takes any "
+        "size, ONNX Runtime or torch, unless input_width/height are set; `depth-perception "
+        "eval --dataset middlebury_skimage` shows the difference on a real image)"
     )

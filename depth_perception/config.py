@@ -110,6 +110,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         needs_reconfigure=True,
     ),
     ParamSpec(
+        "match_camera_aspect",
+        True,
+        "With input_width/height 0: run each camera's images at a network input of their own "
+        "aspect ratio with about the checkpoint's pixel count (1280x720 -> 288x160 for a "
+        "256x192 checkpoint) instead of squeezing them to the checkpoint's; needs a backend "
+        "that takes any size (ONNX Runtime, torch; a TensorRT engine has one size)",
+        needs_reconfigure=True,
+    ),
+    ParamSpec(
         "input_width",
         0,
         "Network input width in pixels; 0 = the checkpoint's",
@@ -290,6 +299,7 @@ class PerceptionConfig:
     int8_calibration_dir: str = ""
     dla_core: int = -1
     cuda_graphs: bool = False
+    match_camera_aspect: bool = True
     input_width: int = 0
     input_height: int = 0
     min_depth: float = 0.0

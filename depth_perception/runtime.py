@@ -124,10 +124,15 @@ class LoadedPipeline:
     def summary(self) -> str:
         d = self.description
         kind = "metric" if d.metric else "relative"
+        matched = self.predictor.match_aspect and getattr(
+            self.choice.backend, "variable_input_size", False
+        )
+        size = f"{d.input_width}x{d.input_height}" + (
+            " (about that many pixels at each camera's aspect ratio)" if matched else ""
+        )
         return (
-            f"model {d.name} ({kind} depth, {d.num_classes} classes) at "
-            f"{d.input_width}x{d.input_height} on {self.choice.backend.describe()}, "
-            f"weights {self.weights}"
+            f"model {d.name} ({kind} depth, {d.num_classes} classes) at {size} on "
+            f"{self.choice.backend.describe()}, weights {self.weights}"
         )
 
     def diagnostic_values(self) -> dict[str, object]:
@@ -140,6 +145,8 @@ class LoadedPipeline:
             "weights_trained": d.trained,
             "depth_is_metric": d.metric,
             "input_size": f"{d.input_width}x{d.input_height}",
+            # The sizes the images really get (their own aspect ratio, match_camera_aspect).
+            "input_sizes_used": " ".join(f"{w}x{h}" for w, h in self.predictor.input_sizes_used),
             "num_classes": d.num_classes,
             # ONNX Runtime's thread settings (absent for the other backends).
             **{
@@ -309,7 +316,13 @@ def load_pipeline(config: PerceptionConfig, *, max_batch: int = 1) -> LoadedPipe
     # e.g. TensorRT: engine built or loaded, INT8 calibration, a corrupt engine file rebuilt.
     notes.extend(getattr(choice.backend, "notes", ()))
     predictor = DepthPredictor(
-        description, choice.backend, config.min_depth, config.max_depth, config.depth_scale
+        description,
+        choice.backend,
+        config.min_depth,
+        config.max_depth,
+        config.depth_scale,
+        # An explicit input size is the size every image gets.
+        match_aspect=config.match_camera_aspect and not config.input_width,
     )
     return LoadedPipeline(
         predictor=predictor,

@@ -361,7 +361,7 @@ def run_infer(args: argparse.Namespace) -> InferReport:
             h, w = frame.rgb.shape[:2]
             if (w, h) not in sizes_seen:
                 sizes_seen.add((w, h))
-                squeezed = aspect_warning(w, h, description.input_width, description.input_height)
+                squeezed = aspect_warning(w, h, *pipeline.predictor.input_size_for(w, h))
                 if squeezed is not None:
                     # tqdm.write keeps the progress bar intact
                     tqdm.write(f"warning: {squeezed} (here --input-width, --input-height)")

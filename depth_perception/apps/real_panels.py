@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from depth_perception.camera import CameraIntrinsics, aspect_matched_size
+from depth_perception.camera import CameraIntrinsics
 from depth_perception.sample_data import (
     SKIMAGE_PHOTOS,
     motorcycle_ground_truth,
@@ -95,10 +95,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hfov", type=float, default=60.0, help="assumed horizontal field of view (deg)"
     )
     parser.add_argument(
-        "--keep-aspect",
+        "--squeeze",
         action="store_true",
-        help="run each photo at a network input of its own aspect ratio (about the "
-        "checkpoint's pixel count) instead of squeezing it into the checkpoint's size",
+        help="resize every photo to the checkpoint's input size (match_camera_aspect off) "
+        "instead of an input of its own aspect ratio with about that many pixels, as the node "
+        "does by default",
     )
 
 
@@ -125,37 +126,29 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--row-height must be at least 16 pixels, got {args.row_height}")
     for name in args.photos:
         skimage_data_file(name)  # every photo exists before anything runs
-    changes = {"backend": "torch", "device": "cpu"}
+    changes = {"backend": "torch", "device": "cpu", "match_camera_aspect": not args.squeeze}
     if args.model:
         changes["model"] = args.model
     if args.weights:
         changes["weights"] = args.weights
     pipeline = load_pipeline(PerceptionConfig(**changes))
-    base = (pipeline.description.input_width, pipeline.description.input_height)
-    # one pipeline per network input size (--keep-aspect), the checkpoint's first
-    pipelines = {base: pipeline}
     try:
         for warning in pipeline.warnings:
             print(f"real_panels: {warning}", file=sys.stderr)
 
         def predict(image: np.ndarray) -> np.ndarray:
             h, w = image.shape[:2]
-            size = aspect_matched_size(w, h, *base) if args.keep_aspect else base
-            if size not in pipelines:
-                sized = dict(changes, input_width=size[0], input_height=size[1])
-                pipelines[size] = load_pipeline(PerceptionConfig(**sized))
             intrinsics = CameraIntrinsics.from_hfov(w, h, args.hfov)
-            return pipelines[size].predictor.predict(image, intrinsics).depth
+            return pipeline.predictor.predict(image, intrinsics).depth
 
         panel = render(predict, args.photos, args.label, args.row_height)
     finally:
-        for each in pipelines.values():
-            each.close()
+        pipeline.close()
     output.parent.mkdir(parents=True, exist_ok=True)
     bgr = cv2.cvtColor(panel, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(output), bgr, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise ValueError(f"cannot write {output}")
-    sizes = ", ".join(f"{w}x{h}" for w, h in sorted(pipelines))
+    sizes = ", ".join(f"{w}x{h}" for w, h in pipeline.predictor.input_sizes_used)
     print(
         f"wrote {output} ({panel.shape[1]}x{panel.shape[0]}, inputs {sizes}): {pipeline.summary()}"
     )

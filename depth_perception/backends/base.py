@@ -16,17 +16,22 @@ class BackendUnavailableError(BackendError):
 
 
 class InferenceBackend(ABC):
-    """Runs one model on batches of fixed spatial size.
+    """Runs one model on batches of the spatial size it was started for (or of any size).
 
     Attributes:
         name: backend name as chosen by the ``backend`` parameter.
         device: where it runs, e.g. ``cpu`` or ``cuda:0``.
         output_names: keys of the dict ``infer`` returns.
+        variable_input_size: ``infer`` also takes batches of other heights and widths (in
+            multiples of the model's ``input_multiple``) than the size the backend was started
+            for. False where the size is fixed (a TensorRT engine, a static ONNX export, a
+            fixed-size model): the predictor then resizes every image to that size.
     """
 
     name: str = ""
     device: str = "cpu"
     output_names: tuple[str, ...] = ()
+    variable_input_size: bool = False
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:

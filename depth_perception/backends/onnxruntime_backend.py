@@ -81,7 +81,10 @@ class OnnxRuntimeBackend(InferenceBackend):
             )
         except Exception as error:
             raise BackendError(f"ONNX Runtime could not load {onnx_path}: {error}") from error
-        self._input_name = self._session.get_inputs()[0].name
+        network_input = self._session.get_inputs()[0]
+        self._input_name = network_input.name
+        # A dynamic export names its H and W axes ('height', 'width'); a static one has ints.
+        self.variable_input_size = not all(isinstance(d, int) for d in network_input.shape[2:])
         self.output_names = tuple(output.name for output in self._session.get_outputs())
         self.device = "cpu"
 

@@ -56,6 +56,9 @@ class TorchBackend(InferenceBackend):
             torch.set_num_threads(num_threads)
         self.device = device
         self._model = model.to(device).eval()
+        # Convolutional models take any multiple of their input_multiple; a few are built
+        # for one size (``fixed_input_size``, e.g. fully connected layers).
+        self.variable_input_size = getattr(model, "fixed_input_size", None) is None
         self._torch_device = torch.device(device)
         self.output_names = ()
         self._cuda = self._torch_device.type == "cuda"

@@ -551,15 +551,23 @@ class MonoDepthNode(LifecycleNode):
                 return
 
     def _check_aspect(self, camera: _Camera) -> None:
-        """Warn once per camera and size when its images are squeezed into the network input."""
+        """Say once per camera and size which network input its images get; warn when that
+        squeezes them (a fixed-size backend, match_camera_aspect off, an explicit size)."""
         width, height = camera.image_size or (0, 0)
         if width < 1 or height < 1 or self.pipeline is None:
             return
-        description = self.pipeline.description
-        text = aspect_warning(width, height, description.input_width, description.input_height)
+        input_width, input_height = self.pipeline.predictor.input_size_for(width, height)
+        who = f"camera '{camera.name}': " if camera.name else ""
+        key = f"aspect:{camera.name}:{width}x{height}"
+        text = aspect_warning(width, height, input_width, input_height)
         if text is not None:
-            who = f"camera '{camera.name}': " if camera.name else ""
-            self._warn_once(f"aspect:{camera.name}:{width}x{height}", who + text)
+            self._warn_once(key, who + text)
+        elif key not in self._warned:
+            self._warned.add(key)
+            self.get_logger().info(
+                f"{who}images of {width}x{height} run at the network input "
+                f"{input_width}x{input_height}"
+            )
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:

@@ -99,7 +99,7 @@ def _torch_built_predictor(weights: Path, tmp_path: Path):
 
     model, meta = load_model(weights)
     path = export_onnx(
-        model, tmp_path / "reference.onnx", meta.input_width, meta.input_height, False
+        model, tmp_path / "reference.onnx", meta.input_width, meta.input_height, True
     )
     description = ModelDescription(
         name=meta.model,
@@ -142,7 +142,11 @@ pipeline = load_pipeline(PerceptionConfig(backend=sys.argv[2], num_threads=1))
 frame = SyntheticWorld("indoor", 160, 120, scene_index=9001).render(0)
 prediction = pipeline.predictor.predict(frame.rgb, frame.intrinsics)
 assert prediction.depth.shape == (120, 160) and prediction.labels is not None
-print(pipeline.choice.backend.describe())
+# a 16:9 camera at an input of its own aspect ratio: the bundled export takes any size
+wide = SyntheticWorld("indoor", 320, 180, scene_index=9001).render(0)
+prediction = pipeline.predictor.predict(wide.rgb, wide.intrinsics)
+assert prediction.depth.shape == (180, 320) and prediction.labels.shape == (180, 320)
+print(pipeline.choice.backend.describe(), pipeline.predictor.input_sizes_used)
 """
 
 
@@ -153,7 +157,7 @@ def test_load_pipeline_and_predict_without_torch(tmp_path, backend):
     run = _run_lean(tmp_path, tmp_path / "empty_cache", "-c", _PREDICT, backend)
     assert run.returncode == 0, run.stdout + run.stderr
     assert _blocked_attempts(tmp_path) == []
-    assert run.stdout.strip() == "onnxruntime on cpu"
+    assert run.stdout.strip() == "onnxruntime on cpu [(256, 192), (288, 160)]"
 
 
 def test_bundled_default_ships_its_onnx_export():
@@ -377,6 +381,8 @@ def test_node_on_onnxruntime_runs_without_torch(ros, tmp_path):
         SyntheticWorld("indoor", intrinsics.width, intrinsics.height, scene_index=9001).render(i)
         for i in (0, 7)
     ]
+    # and a 16:9 camera, which the node runs at an input of its own aspect ratio (288x160)
+    frames.append(SyntheticWorld("indoor", 320, 180, scene_index=9002).render(0))
     try:
         wait_for_subscription(harness)
         by_stamp = harness.monitor.by_stamp
@@ -385,7 +391,7 @@ def test_node_on_onnxruntime_runs_without_torch(ros, tmp_path):
             header.stamp.sec, header.stamp.nanosec = 2000 + index, 0
 
             def publish(frame=frame, header=header) -> None:
-                harness.info_pub.publish(camera_info_msg(intrinsics, header))
+                harness.info_pub.publish(camera_info_msg(frame.intrinsics, header))
                 harness.image_pub.publish(array_to_image_msg(frame.rgb, header, "rgb8"))
 
             def done(header=header) -> bool:
@@ -419,6 +425,7 @@ def test_node_on_onnxruntime_runs_without_torch(ros, tmp_path):
     assert _blocked_attempts(tmp_path) == [], (tmp_path / "mono_depth.log").read_text()
     text = (tmp_path / "mono_depth.log").read_text()
     assert "using the ONNX export" in text and "weights/lightweight-256x192-" in text
+    assert "images of 320x180 run at the network input 288x160" in text
 
 
 @pytest.mark.integration

@@ -53,3 +53,11 @@ def test_aspect_warning_names_the_parameters_that_fix_it() -> None:
     assert "25% narrower" in text
     assert "input_width: 288 and input_height: 160" in text
     assert "wider" in (aspect_warning(480, 640, 256, 192) or "")
+
+
+def test_aspect_warning_without_a_better_input_says_so_instead_of_naming_the_same_size() -> None:
+    # 5:4 at 256x192's pixel count: the 32-grid's nearest is 256x192 itself (6.7 % off)
+    assert aspect_matched_size(1280, 1024, 256, 192) == (256, 192)
+    text = aspect_warning(1280, 1024, 256, 192)
+    assert text is not None and "input_width: 256" not in text
+    assert "No input in multiples of 32 with about as many pixels" in text

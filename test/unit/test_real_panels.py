@@ -39,15 +39,15 @@ def test_panel_rows_and_ground_truth_column(tmp_path: Path) -> None:
     assert len(np.unique(depth, axis=0)) > 10  # a coloured depth map, not a flat tile
 
 
-def test_keep_aspect_runs_each_photo_at_its_own_aspect(
+def test_each_photo_runs_at_its_own_aspect_unless_squeezed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--label", "test", "--row-height", "40", "--photos", "astronaut.png", "coffee.png"]
-    assert main([*argv, "--output", str(tmp_path / "squeezed.png")]) == 0
+    assert main([*argv, "--output", str(tmp_path / "squeezed.png"), "--squeeze"]) == 0
     assert "inputs 256x192)" in capsys.readouterr().out
-    assert main([*argv, "--output", str(tmp_path / "kept.png"), "--keep-aspect"]) == 0
-    # astronaut 512x512 -> 224x224, coffee 600x400 -> 288x192; the checkpoint's is loaded first
-    assert "inputs 224x224, 256x192, 288x192)" in capsys.readouterr().out
+    assert main([*argv, "--output", str(tmp_path / "kept.png")]) == 0
+    # astronaut 512x512 -> 224x224, coffee 600x400 -> 288x192: the node's default
+    assert "inputs 224x224, 288x192)" in capsys.readouterr().out
     squeezed = cv2.imread(str(tmp_path / "squeezed.png"))
     kept = cv2.imread(str(tmp_path / "kept.png"))
     assert squeezed.shape == kept.shape and not np.array_equal(squeezed, kept)

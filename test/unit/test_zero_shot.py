@@ -53,9 +53,9 @@ def test_bundled_motorcycle_table(tmp_path: Path, capsys: pytest.CaptureFixture[
     figures = rows[model]
     assert all(figures[k] is not None for k in figures)
     assert -1.0 <= figures["spearman"] <= 1.0 and 0.0 <= figures["aligned_a1"] <= 1.0
-    # The bundled default sees this real scene (Spearman 0.665; metric AbsRel 0.203 since its
-    # focal exponent was fitted, 0.252 before; the weights before issue 14 scored -0.059 and
-    # 0.402): a re-bundle that loses that fails here.
+    # The bundled default sees this real scene (aspect kept, as the node runs it: Spearman
+    # 0.696, metric AbsRel 0.182 with the fitted focal exponent; squeezed 0.665 / 0.203; the
+    # weights before issue 14 scored -0.059 and 0.402): a re-bundle that loses that fails here.
     assert figures["spearman"] > 0.6 and figures["metric_abs_rel"] < 0.25, figures
 
 
@@ -63,9 +63,10 @@ def test_input_size_options_reach_the_network(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     default, _ = _run(tmp_path, "--dataset", "middlebury_skimage")
-    resized, _ = _run(tmp_path, "--dataset", "middlebury_skimage", "--width", "288")
-    assert default["input_size"] == [256, 192] and resized["input_size"] == [288, 192]
-    assert "at 288x192" in capsys.readouterr().out
+    resized, _ = _run(tmp_path, "--dataset", "middlebury_skimage", "--width", "320")
+    assert default["input_size"] == [256, 192] and resized["input_size"] == [320, 192]
+    assert default["aspect_kept"] and not resized["aspect_kept"]
+    assert "at 320x192" in capsys.readouterr().out
     model = next(name for name in default["rows"] if name not in ROWS)
     assert default["rows"][model]["spearman"] != resized["rows"][model]["spearman"]
     # the baselines do not depend on the network input
@@ -74,23 +75,22 @@ def test_input_size_options_reach_the_network(
     assert "multiples of 32" in capsys.readouterr().err
 
 
-def test_keep_aspect_scores_the_unsqueezed_input_beside_the_squeezed_one(
+def test_the_model_row_keeps_the_aspect_as_the_node_does_beside_the_squeezed_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    squeezed, _ = _run(tmp_path, "--dataset", "middlebury_skimage")
-    wide, _ = _run(tmp_path, "--dataset", "middlebury_skimage", "--width", "288")
-    both, _ = _run(tmp_path, "--dataset", "middlebury_skimage", "--keep-aspect")
+    both, _ = _run(tmp_path, "--dataset", "middlebury_skimage")
     printed = capsys.readouterr().out
-    model = next(name for name in squeezed["rows"] if name not in ROWS)
-    kept = f"{model}, aspect kept"
-    assert list(both["rows"]) == [model, kept, *ROWS]
-    # the squeezed row is the plain run's; Motorcycle is 741x500 (aspect 1.48): kept, it runs at
-    # 288x192 (1.5), which is what --width 288 gives, and nothing like the squeezed 256x192
-    assert both["rows"][model] == squeezed["rows"][model]
-    assert both["rows"][kept] == wide["rows"][model]
-    assert both["rows"][kept] != squeezed["rows"][model]
-    assert "aspect kept: each image at an input of its own aspect ratio" in printed
-    assert "(288x192)" in printed
+    wide, _ = _run(tmp_path, "--dataset", "middlebury_skimage", "--width", "288")
+    squeezed, _ = _run(tmp_path, "--dataset", "middlebury_skimage", "--width", "256")
+    model = next(name for name in both["rows"] if name not in ROWS)
+    assert list(both["rows"]) == [model, f"{model}, squeezed to 256x192", *ROWS]
+    # Motorcycle is 741x500 (aspect 1.48): kept, it runs at 288x192 (1.5), which is what a fixed
+    # --width 288 gives; the squeezed row is a fixed 256x192 run
+    assert both["rows"][model] == next(iter(wide["rows"].values()))
+    assert both["rows"][f"{model}, squeezed to 256x192"] == next(iter(squeezed["rows"].values()))
+    assert both["rows"][model] != both["rows"][f"{model}, squeezed to 256x192"]
+    assert "each image at an input of its own aspect ratio" in printed and "(288x192)" in printed
+    assert list(wide["rows"]) == [model, *ROWS]  # a fixed size: one model row
 
 
 def test_middlebury_folder_with_a_row_linear_scene(tmp_path: Path) -> None:
@@ -148,5 +148,3 @@ def test_zero_shot_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "no Middlebury 2014 scene" in capsys.readouterr().err
     assert cli_main(["eval", "--dataset", "synthetic", "--views"]) == 2
     assert "--views scores real images" in capsys.readouterr().err
-    assert cli_main(["eval", "--dataset", "synthetic", "--keep-aspect"]) == 2
-    assert "--keep-aspect scores real images" in capsys.readouterr().err

@@ -145,12 +145,6 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         help="zero-shot sets: also score each image mirrored and with 3 %% cut off each edge, "
         "and print every figure's mean and range over those views",
     )
-    parser.add_argument(
-        "--keep-aspect",
-        action="store_true",
-        help="zero-shot sets: also score the model with each image at an input of its own "
-        "aspect ratio (about the pixels of the input size) beside the squeezed input",
-    )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the metrics")
 
 

@@ -53,12 +53,11 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         from training.tools.zero_shot import main as zero_shot_main
 
         return zero_shot_main(args)
-    for flag in ("views", "keep_aspect"):
-        if getattr(args, flag, False):
-            raise ValueError(
-                f"--{flag.replace('_', '-')} scores real images at their own size: use it "
-                f"with {', '.join(ZERO_SHOT_DATASETS)}"
-            )
+    if getattr(args, "views", False):
+        raise ValueError(
+            f"--views scores real images at their own size: use it with "
+            f"{', '.join(ZERO_SHOT_DATASETS)}"
+        )
 
     from torch.utils.data import DataLoader
 

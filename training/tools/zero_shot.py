@@ -103,18 +103,17 @@ def model_entry(
     Args:
         input_size: ``(width, height)`` of the network input; default the checkpoint's.
         keep_aspect: Per image, use instead the size of the image's aspect ratio with about
-            the pixels of ``input_size`` (``depth_perception.camera.aspect_matched_size``, in
-            multiples of the model's ``input_multiple``), so the image is not squeezed.
+            the pixels of ``input_size`` (``depth_perception.camera.aspect_matched_size``, the
+            size the node's predictor gives it), so the image is not squeezed.
     """
     base_width, base_height = input_size or (meta.input_width, meta.input_height)
-    multiple = int(getattr(model, "input_multiple", 1))
     preprocessors: dict[tuple[int, int], Preprocessor] = {}
 
     def preprocessor(image: np.ndarray) -> Preprocessor:
         size = (base_width, base_height)
         if keep_aspect:
             height, width = image.shape[:2]
-            size = aspect_matched_size(width, height, base_width, base_height, multiple)
+            size = aspect_matched_size(width, height, base_width, base_height)
         if size not in preprocessors:
             preprocessors[size] = Preprocessor(*size, tuple(meta.mean), tuple(meta.std))
         return preprocessors[size]
@@ -370,14 +369,17 @@ def main(args: argparse.Namespace) -> int:
     model, meta = load_model(args.checkpoint, device=device)
     label = f"{meta.model} ({_checkpoint_label(args.checkpoint, meta.model)})"
     depth_cap = args.max_depth if args.max_depth is not None else DEFAULT_DEPTH_CAP
-    # --width/--height change the network input as they do for the other data sets.
+    # As the node runs it: without --width/--height each image at an input of its own aspect
+    # ratio (match_camera_aspect), and beside it the same network with the image squeezed to
+    # the checkpoint's size (match_camera_aspect off, or a fixed-size backend such as
+    # TensorRT). --width/--height fix the input, as input_width/input_height do in the node.
+    fixed = bool(args.width or args.height)
     width = args.width or meta.input_width
     height = args.height or meta.input_height
-    entries = [model_entry(model, meta, label, device, (width, height))]
-    if args.keep_aspect:
-        # Side by side with the squeezed row above: the same network, only the input's shape.
-        kept = f"{label}, aspect kept"
-        entries.append(model_entry(model, meta, kept, device, (width, height), keep_aspect=True))
+    entries = [model_entry(model, meta, label, device, (width, height), keep_aspect=not fixed)]
+    if not fixed:
+        squeezed = f"{label}, squeezed to {width}x{height}"
+        entries.append(model_entry(model, meta, squeezed, device, (width, height)))
     entries += baselines()
     result = run_benchmark(dataset, entries, depth_cap=depth_cap, views=args.views)
     print(
@@ -390,11 +392,13 @@ def main(args: argparse.Namespace) -> int:
         f"{depth_cap:g} m; Spearman of inverse depth; d1 = delta < 1.25"
     )
     print(format_table(result))
-    if args.keep_aspect:
-        sizes = sorted(entries[1].input_sizes)
+    if not fixed:
+        sizes = sorted(entries[0].input_sizes)
         print(
-            "aspect kept: each image at an input of its own aspect ratio with about the pixels "
-            f"of {width}x{height} ({', '.join(f'{w}x{h}' for w, h in sizes)}), not squeezed"
+            f"{label}: each image at an input of its own aspect ratio with about the pixels of "
+            f"{width}x{height} ({', '.join(f'{w}x{h}' for w, h in sizes)}), as the node runs "
+            "it (match_camera_aspect); squeezed: every image resized to "
+            f"{width}x{height}"
         )
     if args.views:
         print(
@@ -411,6 +415,7 @@ def main(args: argparse.Namespace) -> int:
             checkpoint=str(args.checkpoint),
             dataset=args.dataset,
             input_size=[width, height],
+            aspect_kept=not fixed,
         )
         path.write_text(json.dumps(_clean(payload), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {path}")
