@@ -57,8 +57,13 @@ def _sample_frame(width: int, height: int):
     return frame.rgb, frame.intrinsics
 
 
-def bench_model(pipeline, model, seconds: float, spinning_pipeline=None) -> dict[str, float]:
+def bench_model(
+    pipeline, model, seconds: float, spinning_pipeline=None, camera_size: tuple[int, int] = (0, 0)
+) -> dict[str, float]:
     """Model-only milliseconds per frame: the chosen backend and the baselines beside it.
+
+    At the network input the node gives a camera of ``camera_size`` (its aspect ratio,
+    ``DepthPredictor.input_size_for``); (0, 0): the checkpoint's.
 
     On the CPU the baseline is torch eager; where CUDA is available also torch eager on CUDA
     (FP32, no graphs: the reference of the GPU ratios) and torch CUDA with FP16 + CUDA graphs.
@@ -70,7 +75,10 @@ def bench_model(pipeline, model, seconds: float, spinning_pipeline=None) -> dict
     from depth_perception.backends.torch_backend import TorchBackend
 
     d = pipeline.description
-    batch = np.random.default_rng(0).normal(size=(1, 3, d.input_height, d.input_width))
+    width, height = (d.input_width, d.input_height)
+    if min(camera_size) > 0:
+        width, height = pipeline.predictor.input_size_for(*camera_size)
+    batch = np.random.default_rng(0).normal(size=(1, 3, height, width))
     batch = batch.astype(np.float32)
     chosen = pipeline.choice.backend
     label = chosen.name if chosen.device == "cpu" else f"{chosen.name}_cuda"
@@ -466,16 +474,20 @@ def run_bench(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(config)
     d = pipeline.description
     model = _model_of(pipeline, config)
+    network_width, network_height = pipeline.predictor.input_size_for(args.width, args.height)
     print(
         f"model {d.name} at {d.input_width}x{d.input_height}, camera {args.width}x"
-        f"{args.height}, backend {pipeline.choice.backend.describe()}, "
+        f"{args.height} (network input {network_width}x{network_height}), backend "
+        f"{pipeline.choice.backend.describe()}, "
         f"weights {pipeline.weights}; load average {os.getloadavg()[0]:.2f}"
     )
     spinning_pipeline = None
     if pipeline.choice.backend.name == "onnxruntime":
         # The other cpu_spinning setting, timed beside the node's default.
         spinning_pipeline = load_pipeline(config.replace(cpu_spinning=not config.cpu_spinning))
-    model_ms = bench_model(pipeline, model, args.seconds, spinning_pipeline)
+    model_ms = bench_model(
+        pipeline, model, args.seconds, spinning_pipeline, (args.width, args.height)
+    )
     if spinning_pipeline is not None:
         spinning_pipeline.close()
     threads = getattr(pipeline.choice.backend, "num_threads", None)
