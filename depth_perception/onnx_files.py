@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 # 2: dynamic H and W (format 1 fixed them), so one file serves every camera's aspect ratio.
 EXPORT_FORMAT = 2
 ONNX_SUFFIX = ".onnx"
+# Beside a multi-task export, the same graph cut down to image -> depth (``depth_only_path``).
+DEPTH_ONLY_SUFFIX = ".depth.onnx"
 
 
 def cache_dir() -> Path:
@@ -84,6 +86,71 @@ def find_onnx(info: CheckpointInfo, width: int, height: int) -> Path | None:
     return None
 
 
+def depth_only_path(export: str | Path) -> Path:
+    """The depth-only sibling of an export: ``<name>.depth.onnx`` beside ``<name>.onnx``.
+
+    It holds the export's graph cut down to what the ``depth`` output needs (no segmentation
+    head); ONNX Runtime runs it for frames whose class ids nobody takes
+    (``OnnxRuntimeBackend.infer_depth``).
+    """
+    export = Path(export)
+    return export.with_name(export.name.removesuffix(ONNX_SUFFIX) + DEPTH_ONLY_SUFFIX)
+
+
+def write_depth_only(export: str | Path) -> Path | None:
+    """Write the depth-only sibling of a multi-task export (needs the ``onnx`` package).
+
+    The same nodes and weights as ``export`` up to ``depth`` (``onnx.utils.extract_model``);
+    written under a temporary name and renamed. Returns None, writing nothing, when the export
+    has no other output than ``depth``.
+    """
+    import onnx
+    import onnx.utils
+
+    from depth_perception.export import DEPTH_KEY, INPUT_NAME
+
+    export = Path(export)
+    graph = onnx.load(str(export), load_external_data=False).graph
+    outputs = [output.name for output in graph.output]
+    if outputs == [DEPTH_KEY] or DEPTH_KEY not in outputs:
+        return None
+    path = depth_only_path(export)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=ONNX_SUFFIX)
+    os.close(fd)
+    try:
+        onnx.utils.extract_model(str(export), tmp, [INPUT_NAME], [DEPTH_KEY])
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def compare_depth_only(export: str | Path, width: int, height: int) -> float:
+    """Largest difference of the depth-only sibling's ``depth`` from the export's (ONNX Runtime,
+    one random input at ``width`` x ``height``).
+
+    Raises:
+        AssertionError: they differ by more than 1e-5 (the same nodes should agree exactly).
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    batch = np.random.default_rng(0).normal(size=(1, 3, height, width)).astype(np.float32)
+    depths = []
+    for path in (Path(export), depth_only_path(export)):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        depths.append(session.run(["depth"], {name: batch})[0])
+    difference = float(np.abs(depths[0] - depths[1]).max())
+    if not difference <= 1e-5:
+        raise AssertionError(
+            f"the depth-only graph's depth differs from the export's by {difference}"
+        )
+    return difference
+
+
 def _export_atomically(
     model: nn.Module, info: CheckpointInfo, path: Path, width: int, height: int
 ) -> Path:
@@ -102,9 +169,14 @@ def _export_atomically(
         # camera in one batch.
         export_onnx(model, tmp, width, height, dynamic_size=True, metadata=info.meta)
         os.chmod(tmp, 0o644)
+        # The sibling first: whoever sees the export sees its depth-only graph complete too.
+        depth_only = write_depth_only(tmp)
+        if depth_only is not None:
+            os.replace(depth_only, depth_only_path(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        depth_only_path(tmp).unlink(missing_ok=True)
         raise
     return path
 
@@ -135,8 +207,12 @@ def write_beside_weights(
     path = _export_atomically(model, info, beside_weights_path(info, width, height), width, height)
     try:
         diffs = check_onnx_parity(model, path, width, height)
+        sibling = depth_only_path(path)
+        if sibling.is_file():
+            diffs["depth-only graph vs export"] = compare_depth_only(path, width, height)
     except BaseException:
         path.unlink(missing_ok=True)
+        depth_only_path(path).unlink(missing_ok=True)
         raise
     for stale in stale_exports(path.parent):
         stale.unlink()
@@ -150,7 +226,9 @@ def stale_exports(directory: str | Path) -> list[Path]:
     the directory has that key at that size (several checkpoints, e.g. ``best`` and ``last``,
     share a run directory). Checkpoints that cannot be read keep every export.
     """
-    pattern = re.compile(r"^(?P<model>.+)-(?P<w>\d+)x(?P<h>\d+)-(?P<key>[0-9a-f]{24})\.onnx$")
+    pattern = re.compile(
+        r"^(?P<model>.+)-(?P<w>\d+)x(?P<h>\d+)-(?P<key>[0-9a-f]{24})(\.depth)?\.onnx$"
+    )
     exports = []
     for path in sorted(Path(directory).glob(f"*{ONNX_SUFFIX}")):
         match = pattern.match(path.name)

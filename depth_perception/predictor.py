@@ -297,7 +297,8 @@ class DepthPredictor:
             intrinsics: its intrinsics.
             buffers: where to write ``depth`` and ``labels`` (reused every frame, overwritten
                 by the next call with the same buffers); None = fresh arrays.
-            labels: compute the class ids (False skips the arg-max when nobody needs them).
+            labels: compute the class ids (False skips the arg-max when nobody needs them, and
+                the segmentation head where the backend can: ``infer_depth``).
 
         Raises:
             ValueError: an image or intrinsics that do not fit.
@@ -313,7 +314,7 @@ class DepthPredictor:
         try:
             if self.stage_hook is not None:
                 self.stage_hook("inference", self)
-            outputs = self.backend.infer(batch)
+            outputs = self._infer(batch, labels)
         except Exception as error:
             raise StageError("inference", error) from error
         after_inference = time.perf_counter()
@@ -386,7 +387,7 @@ class DepthPredictor:
             try:
                 if self.stage_hook is not None:
                     self.stage_hook("inference", self)
-                outputs = self._infer_chunked(batch)
+                outputs = self._infer_chunked(batch, labels)
             except Exception as error:
                 raise StageError("inference", error) from error
             after_inference = time.perf_counter()
@@ -418,13 +419,20 @@ class DepthPredictor:
             )
         ]
 
-    def _infer_chunked(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _infer(self, batch: np.ndarray, labels: bool) -> dict[str, np.ndarray]:
+        # Without class ids to make, a backend may skip the segmentation head (infer_depth).
+        if labels or not self.description.class_names:
+            return self.backend.infer(batch)
+        infer_depth = getattr(self.backend, "infer_depth", None)
+        return infer_depth(batch) if infer_depth is not None else self.backend.infer(batch)
+
+    def _infer_chunked(self, batch: np.ndarray, labels: bool = True) -> dict[str, np.ndarray]:
         # Backends with a largest batch (a TensorRT engine's optimisation profile) say so with
         # ``max_batch_size``; all others take the whole batch in one call.
         limit = getattr(self.backend, "max_batch_size", None)
         if not limit or len(batch) <= limit:
-            return self.backend.infer(batch)
-        parts = [self.backend.infer(batch[i : i + limit]) for i in range(0, len(batch), limit)]
+            return self._infer(batch, labels)
+        parts = [self._infer(batch[i : i + limit], labels) for i in range(0, len(batch), limit)]
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
     def _scratch(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:

@@ -37,6 +37,14 @@ class InferenceBackend(ABC):
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run the model on a (B, 3, H, W) float32 batch; returns float32 numpy arrays."""
 
+    def infer_depth(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """``infer`` for a batch whose class scores nobody needs: at least ``depth``.
+
+        Backends that can skip the segmentation head (ONNX Runtime with a depth-only graph)
+        override it; the others run the whole network.
+        """
+        return self.infer(batch)
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends free on GC
         """Free the backend's resources."""
 

@@ -34,7 +34,12 @@ from depth_perception.nodes.conversions import (
     camera_info_msg,
     image_msg_to_array,
 )
-from depth_perception.onnx_files import beside_weights_path, find_onnx, stale_exports
+from depth_perception.onnx_files import (
+    beside_weights_path,
+    depth_only_path,
+    find_onnx,
+    stale_exports,
+)
 from depth_perception.runtime import bundled_weights
 from depth_perception.synthetic import SyntheticWorld
 from training.data.fixtures import write_rosbag_fixture
@@ -296,7 +301,9 @@ def test_bag_exports_once_with_torch_then_runs_without_it(tmp_path):
         timeout=300,
     )
     assert first.returncode == 0, first.stdout + first.stderr
-    assert len(list((cache / "onnx").glob("lightweight-256x192-*.onnx"))) == 1
+    # the export and its depth-only graph
+    names = sorted(path.name for path in (cache / "onnx").glob("lightweight-256x192-*.onnx"))
+    assert len(names) == 2 and names[0].endswith(".depth.onnx"), names
     (tmp_path / "blocked_imports.txt").unlink(missing_ok=True)
     lean = _run_lean(
         tmp_path,
@@ -343,7 +350,9 @@ def test_without_torch_a_checkpoint_lacking_its_onnx_says_what_to_do_and_bundle_
     from depth_perception.cli import main as cli_main
 
     assert cli_main(["bundle", "--checkpoint", str(weights), "--onnx-only"]) == 0
-    assert len(list(weights.parent.glob("lightweight-256x192-*.onnx"))) == 1
+    exports = sorted(weights.parent.glob("lightweight-256x192-*.onnx"))
+    assert [path.name.endswith(".depth.onnx") for path in exports] == [True, False]
+    assert depth_only_path(exports[1]) == exports[0]
     (tmp_path / "blocked_imports.txt").unlink(missing_ok=True)
     again = _run_lean(tmp_path, tmp_path / "empty_cache", *run.args[3:])
     assert again.returncode == 0, again.stdout + again.stderr
@@ -491,8 +500,10 @@ def test_stale_exports_are_those_no_checkpoint_beside_them_owns(tmp_path):
         beside_weights_path(info, 128, 96),
         beside_weights_path(read_checkpoint_meta(last), 256, 192),
     ]
+    owned.append(depth_only_path(owned[0]))  # a depth-only graph belongs with its export
     stale = weights.parent / "lightweight-256x192-0123456789abcdef01234567.onnx"
-    for path in [*owned, stale, weights.parent / "notes.onnx"]:
+    stale_sibling = depth_only_path(stale)
+    for path in [*owned, stale, stale_sibling, weights.parent / "notes.onnx"]:
         path.write_bytes(b"onnx")
-    assert len(set(owned)) == 3
-    assert stale_exports(weights.parent) == [stale]
+    assert len(set(owned)) == 4
+    assert stale_exports(weights.parent) == sorted([stale, stale_sibling])
