@@ -304,38 +304,8 @@ class DepthPredictor:
             ValueError: an image or intrinsics that do not fit.
             StageError: inference or postprocessing failed (names the stage).
         """
-        _check_input(rgb, intrinsics)
-        height, width = rgb.shape[:2]
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        # The preprocessor's own buffer: backends copy their input before infer returns.
-        batch = self.preprocessor_for(width, height).batch([rgb], reuse=True)
-        after_pre = time.perf_counter()
-        try:
-            if self.stage_hook is not None:
-                self.stage_hook("inference", self)
-            outputs = self._infer(batch, labels)
-        except Exception as error:
-            raise StageError("inference", error) from error
-        after_inference = time.perf_counter()
-        try:
-            if self.stage_hook is not None:
-                self.stage_hook("postprocess", self)
-            depth, class_ids = self.postprocess(
-                outputs,
-                width,
-                height,
-                buffers=buffers,
-                labels=labels,
-                focal=self.focal_factor(intrinsics),
-            )
-        except Exception as error:
-            raise StageError("postprocess", error) from error
-        end = time.perf_counter()
-        timings["preprocess"] = (after_pre - start) * 1e3
-        timings["inference"] = (after_inference - after_pre) * 1e3
-        timings["postprocess"] = (end - after_inference) * 1e3
-        return Prediction(depth, class_ids, intrinsics, timings)
+        # One image is a batch of one: the same stages, hooks, timings and errors.
+        return self.predict_batch([(rgb, intrinsics)], [buffers], labels=labels)[0]
 
     def predict_batch(
         self,
