@@ -81,6 +81,9 @@ class DataConfig:
             ``aspect_sizes`` cut and resize it; larger than every aspect size, every window is
             shrunk (sharp, as a camera's images reach the network) rather than enlarged.
             Needs ``aspect_sizes``. None: ``width`` x ``height``.
+        object_paste: Chance (0-1) that a training frame gets an object of another frame of
+            its batch pasted in front of it, its depth scaled to stand nearer than what it
+            covers (``training.data.augment.ObjectPaste``); 0: off.
         pseudo_labels: Directory written by ``depth-perception teacher`` (same data set, split
             and size); its dense depth and labels replace the training split's ground truth.
         options: Further keyword arguments of the data set constructor.
@@ -101,6 +104,7 @@ class DataConfig:
     random_scale: list[float] | None = None
     aspect_sizes: list[list[int]] | None = None
     train_load_size: list[int] | None = None
+    object_paste: float = 0.0
     pseudo_labels: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -363,6 +367,8 @@ class ExperimentConfig:
                     "data.train_load_size needs data.aspect_sizes (which bring each batch to a "
                     "network input size) and neither data.random_scale nor data.random_crop"
                 )
+        if not 0.0 <= self.data.object_paste <= 1.0:
+            raise ValueError(f"data.object_paste must be in [0, 1], got {self.data.object_paste}")
         if not 0 < self.optim.lr_decay <= 1:
             raise ValueError(f"optim.lr_decay must be in (0, 1], got {self.optim.lr_decay}")
         from training.objectives import objective_names

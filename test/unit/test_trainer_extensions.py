@@ -290,6 +290,7 @@ def test_a_run_saved_before_new_keys_existed_still_resumes(tmp_path):
     del saved["data"]["random_scale"]
     del saved["data"]["aspect_sizes"]
     del saved["data"]["train_load_size"]
+    del saved["data"]["object_paste"]
     check_resume_config(cfg, saved, tmp_path)
     with pytest.raises(ValueError, match=r"train\.accumulate_steps: 1 -> 2"):
         check_resume_config(config(train={"accumulate_steps": 2}), saved, tmp_path)

@@ -22,7 +22,9 @@ from training.data.registry import DATASET_SPECS, DATASETS
 # which the command line's argparse choices read) costs neither torch nor cv2.
 _EXPORTS = {
     "BatchAspect": "training.data.augment",
+    "ObjectPaste": "training.data.augment",
     "SeededAugmentation": "training.data.augment",
+    "thing_class_ids": "training.data.augment",
     "training_augmentations": "training.data.augment",
     "CorruptSampleError": "training.data.base",
     "SampleDataset": "training.data.base",

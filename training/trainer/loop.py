@@ -41,11 +41,13 @@ from depth_perception.checkpoint import (
 from training.config import ExperimentConfig, config_to_dict, save_config, stage_config
 from training.data import (
     BatchAspect,
+    ObjectPaste,
     SeededAugmentation,
     class_names_of,
     data_depth_range,
     make_collate,
     make_dataset,
+    thing_class_ids,
     training_augmentations,
 )
 from training.evaluation import EvalResult, evaluate
@@ -409,6 +411,11 @@ def train(
     loss_fn = build_objective(cfg, model)
     collate = make_collate(meta.mean, meta.std, getattr(loss_fn, "needs_raw_images", False))
     train_collate = collate
+    if cfg.data.object_paste:
+        # Inside BatchAspect: the frames of a batch have one size when the paste sees them.
+        train_collate = ObjectPaste(
+            collate, thing_class_ids(class_names), cfg.data.object_paste, cfg.train.seed
+        )
     if cfg.data.aspect_sizes:
         multiple = int(getattr(model, "input_multiple", 1))
         odd = [size for size in cfg.data.aspect_sizes if size[0] % multiple or size[1] % multiple]
@@ -417,7 +424,7 @@ def train(
                 f"data.aspect_sizes {odd} are not multiples of {cfg.model.name}'s input "
                 f"multiple {multiple}"
             )
-        train_collate = BatchAspect(collate, cfg.data.aspect_sizes, cfg.train.seed)
+        train_collate = BatchAspect(train_collate, cfg.data.aspect_sizes, cfg.train.seed)
     sampler = ResumableSampler(
         train_set, dinfo.world_size, dinfo.rank, shuffle=True, seed=cfg.train.seed
     )

@@ -108,6 +108,7 @@ _FIXED_ON_RESUME: dict[str, tuple[str, ...]] = {
         "random_scale",
         "aspect_sizes",
         "train_load_size",
+        "object_paste",
         "pseudo_labels",
         "options",
     ),
