@@ -411,7 +411,8 @@ class SeededAugmentation(Dataset):
         return sample
 
 
-# Class names that are surfaces of the room or street, not objects that stand in front of it:
+# Class names that are surfaces of the room or street (or flat on them), not objects that stand
+# in front of them, in the class sets of the synthetic world, NYU-40/13 and Cityscapes:
 # ObjectPaste moves only the others.
 STUFF_CLASSES: frozenset[str] = frozenset(
     {
@@ -421,6 +422,13 @@ STUFF_CLASSES: frozenset[str] = frozenset(
         "window",
         "door",
         "picture",
+        "painting",
+        "blinds",
+        "curtain",
+        "mirror",
+        "floor mat",
+        "whiteboard",
+        "otherstructure",
         "road",
         "sidewalk",
         "building",
@@ -439,12 +447,15 @@ def thing_class_ids(class_names: Sequence[str]) -> list[int]:
 class ObjectPaste:
     """Collate wrapper that pastes an object of another frame of the batch in front of a frame.
 
-    A pinhole camera sees a scene scaled by ``s`` about its centre exactly as it sees the scene
-    itself, with every depth times ``s``. So an object cut out of frame B (one connected
-    region of one object class) and put at the same pixels of frame A with its depth times
-    ``s`` is a real 3-D object, ``s`` times its size, floating ``s`` times as far; with ``s``
-    below the smallest ratio of A's depth to the object's over the region, it stands in front
-    of everything it covers. The image, depth, validity and labels of A take the object's.
+    One connected region of one object class of frame B is put at the same pixels of frame A,
+    with its image and labels, and its depth times one factor ``s``, drawn below the smallest
+    ratio of A's depth to the object's over the pixels where both have depth, so that it
+    stands in front of everything with depth that it covers. The pasted pixels are a surface of
+    A's camera in front of what they hide: where A and B were seen through the same lens it is
+    exactly B's object scaled by ``s`` about the camera centre (a pinhole camera sees a scene so
+    scaled as the scene itself, every depth times ``s``), smaller and floating nearer; between
+    lenses of other focal lengths its outline is also stretched by their ratio (the randomised
+    world draws the field of view per scene). Either way its depth order is right.
 
     Why: in the synthetic rooms depth is mostly explained by where a pixel is in the frame
     (lower rows are nearer) and objects stand on the floor, so the cheapest thing to learn is
@@ -452,7 +463,8 @@ class ObjectPaste:
     object worst. A pasted object has no floor contact and no place in the layout: only its
     occluding outline says that it is nearer.
 
-    The draw is seeded by ``seed`` and the batch's pixels, as :class:`BatchAspect`'s is.
+    The draw is seeded by ``seed`` and the batch's pixels, as :class:`BatchAspect`'s is. Frames
+    with ``neighbours`` (sequences for photometric losses) are left as they are.
 
     Args:
         collate: The collate function that turns the samples into a batch.
@@ -464,6 +476,8 @@ class ObjectPaste:
             object in front (1: touching what it covers at its nearest point).
         min_depth: Nearest depth a pasted object may reach (m); draws that would bring it
             nearer are skipped.
+        min_covered_depth: Share of the covered pixels that must have depth (where A has none,
+            a hole or the sky, nothing says how near the object must be); below it, skipped.
     """
 
     def __init__(
@@ -475,11 +489,14 @@ class ObjectPaste:
         area: tuple[float, float] = (0.01, 0.25),
         nearer: tuple[float, float] = (0.5, 0.95),
         min_depth: float = 0.3,
+        min_covered_depth: float = 0.9,
     ) -> None:
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"ObjectPaste probability must be in [0, 1], got {probability}")
         if not (0.0 < area[0] <= area[1] <= 1.0 and 0.0 < nearer[0] <= nearer[1] <= 1.0):
             raise ValueError(f"ObjectPaste needs 0 < low <= high <= 1, got {area} and {nearer}")
+        if not 0.0 < min_covered_depth <= 1.0:
+            raise ValueError(f"min_covered_depth must be in (0, 1], got {min_covered_depth}")
         self.collate = collate
         self.thing_ids = np.asarray(sorted({int(i) for i in thing_ids}), dtype=np.int64)
         self.probability = float(probability)
@@ -487,6 +504,7 @@ class ObjectPaste:
         self.area = area
         self.nearer = nearer
         self.min_depth = float(min_depth)
+        self.min_covered_depth = float(min_covered_depth)
 
     def __call__(self, samples: Sequence[Sample]) -> Any:
         return self.collate(self.paste(samples))
@@ -514,41 +532,49 @@ class ObjectPaste:
         return out
 
     def _object_region(self, donor: Sample, rng: np.random.Generator) -> np.ndarray | None:
-        """A random connected region of one object class of ``donor`` of a suitable size."""
+        """A random connected region of one object class of ``donor`` of a suitable size.
+
+        The region follows the labels alone: pixels of it without depth (a sensor's holes)
+        are pasted with their image and class and stay without depth.
+        """
         present = np.intersect1d(np.unique(donor.labels), self.thing_ids)
         if present.size == 0:
             return None
         pixels = donor.width * donor.height
         low, high = self.area[0] * pixels, self.area[1] * pixels
-        candidates: list[np.ndarray] = []
+        candidates: list[tuple[np.ndarray, int]] = []
         for class_id in present:
-            mask = ((donor.labels == class_id) & donor.valid).astype(np.uint8)
+            mask = (donor.labels == class_id).astype(np.uint8)
             count, components, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
             for component in range(1, count):
                 if low <= stats[component, cv2.CC_STAT_AREA] <= high:
-                    candidates.append(components == component)
+                    candidates.append((components, component))
         if not candidates:
             return None
-        return candidates[int(rng.integers(len(candidates)))]
+        components, component = candidates[int(rng.integers(len(candidates)))]
+        return components == component
 
     def _paste_one(
         self, target: Sample, donor: Sample, region: np.ndarray, rng: np.random.Generator
     ) -> Sample | None:
-        object_depth = donor.depth[region]
+        object_valid = donor.valid[region]
         covered_valid = target.valid[region]
-        # Where the target has no depth (a hole, the sky) nothing limits the object.
-        if covered_valid.mean() < 0.9:
+        if covered_valid.mean() < self.min_covered_depth:
             return None
-        largest = float(np.min(target.depth[region][covered_valid] / object_depth[covered_valid]))
+        both = object_valid & covered_valid
+        if not both.any():
+            return None
+        object_depth = donor.depth[region]
+        largest = float(np.min(target.depth[region][both] / object_depth[both]))
         scale = largest * float(rng.uniform(*self.nearer))
-        if scale * float(object_depth.min()) < self.min_depth:
+        if scale * float(object_depth[object_valid].min()) < self.min_depth:
             return None
         depth = target.depth.copy()
-        depth[region] = object_depth * np.float32(scale)
+        depth[region] = np.where(object_valid, object_depth * np.float32(scale), np.float32(0.0))
         image = target.image.copy()
         image[region] = donor.image[region]
         labels = target.labels.copy()
         labels[region] = donor.labels[region]
         valid = target.valid.copy()
-        valid[region] = True
+        valid[region] = object_valid
         return dataclasses.replace(target, image=image, depth=depth, valid=valid, labels=labels)

@@ -412,10 +412,14 @@ def train(
     collate = make_collate(meta.mean, meta.std, getattr(loss_fn, "needs_raw_images", False))
     train_collate = collate
     if cfg.data.object_paste:
+        things = thing_class_ids(class_names)
+        if not things:
+            raise ValueError(
+                f"data.object_paste needs a data set with object classes; {cfg.data.dataset} "
+                f"has {list(class_names) or 'no labels'}"
+            )
         # Inside BatchAspect: the frames of a batch have one size when the paste sees them.
-        train_collate = ObjectPaste(
-            collate, thing_class_ids(class_names), cfg.data.object_paste, cfg.train.seed
-        )
+        train_collate = ObjectPaste(collate, things, cfg.data.object_paste, cfg.train.seed)
     if cfg.data.aspect_sizes:
         multiple = int(getattr(model, "input_multiple", 1))
         odd = [size for size in cfg.data.aspect_sizes if size[0] % multiple or size[1] % multiple]
