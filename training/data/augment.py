@@ -331,6 +331,15 @@ def aspect_window(width: int, height: int, aspect: float) -> tuple[int, int]:
     return width, max(1, min(height, round(width / aspect)))
 
 
+def pixels_key(samples: Sequence[Sample]) -> int:
+    """CRC-32 of the samples' images in order: a batch-level seed that the seeded augmentation
+    makes a function of ``(seed, epoch, indices)``, whichever worker collates the batch."""
+    key = 0
+    for sample in samples:
+        key = zlib.crc32(np.ascontiguousarray(sample.image).data, key)
+    return key
+
+
 class BatchAspect:
     """Collate wrapper that brings each batch to one network input size of ``sizes``.
 
@@ -357,10 +366,7 @@ class BatchAspect:
 
     def size_for(self, samples: Sequence[Sample]) -> tuple[tuple[int, int], np.random.Generator]:
         """The batch's size, and the generator its crops draw from."""
-        key = 0
-        for s in samples:
-            key = zlib.crc32(np.ascontiguousarray(s.image).data, key)
-        rng = np.random.default_rng([self.seed, key])
+        rng = np.random.default_rng([self.seed, pixels_key(samples)])
         return self.sizes[int(rng.integers(len(self.sizes)))], rng
 
     def __call__(self, samples: Sequence[Sample]) -> Any:
@@ -514,10 +520,7 @@ class ObjectPaste:
         out = list(samples)
         if len(out) < 2 or self.probability == 0.0 or self.thing_ids.size == 0:
             return out
-        key = 0
-        for s in samples:
-            key = zlib.crc32(np.ascontiguousarray(s.image).data, key)
-        rng = np.random.default_rng([self.seed, key, 0x0B1EC7])
+        rng = np.random.default_rng([self.seed, pixels_key(samples), 0x0B1EC7])
         for index, target in enumerate(samples):
             if rng.random() >= self.probability or target.neighbours:
                 continue
